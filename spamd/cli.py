@@ -1,0 +1,210 @@
+"""The `spamd` command: a thin layer over the library.
+
+This is the only module that reads argv, prints for people and chooses exit
+codes. Domain errors become one line on stderr and exit status 1; usage errors
+exit 2 (argparse); an interrupt exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import TextIO, TypeVar
+
+from spamd import __version__, corpus, evaluation, metrics
+from spamd import model as model_lib
+from spamd.errors import SpamdError
+from spamd.message import DEFAULT_MAX_BYTES
+
+T = TypeVar("T")
+BATCH = 256
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.joblib"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except SpamdError as exc:
+        print(f"spamd: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("spamd: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `spamd classify ... | head`
+        sys.stderr.close()
+        return 0
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spamd", description="IMAP spam filter that learns from the folders users drag mail into."
+    )
+    parser.add_argument("--version", action="version", version=f"spamd {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model from labelled mail")
+    train.add_argument(
+        "--corpus", action="append", required=True, type=Path, metavar="DIR",
+        help="directory with ham/ and spam/ (folders of files, Maildirs or mbox files); repeatable",
+    )
+    train.add_argument("--out", required=True, type=Path, metavar="PATH", help="model file to write")
+    train.add_argument(
+        "--fp-budget", type=_fraction, default=model_lib.DEFAULT_FP_BUDGET, metavar="RATE",
+        help="largest share of ham the threshold may send to Junk (default: %(default)s)",
+    )
+    train.set_defaults(handler=_train)
+
+    classify = commands.add_parser("classify", help="score messages: one line each")
+    _model_option(classify)
+    classify.add_argument("--jsonl", action="store_true", help="print JSON objects: path, score, spam")
+    classify.add_argument("paths", nargs="+", metavar="FILE|DIR|-", help="messages; DIRs are walked")
+    classify.set_defaults(handler=_classify)
+
+    evaluate = commands.add_parser("evaluate", help="train on part of a corpus, report on the rest")
+    evaluate.add_argument("--corpus", action="append", required=True, type=Path, metavar="DIR")
+    evaluate.add_argument("--split", choices=["stratified", "time"], default="stratified",
+                          help="random stratified 80/20, or oldest 80%% by delivery time")
+    evaluate.add_argument("--test-size", type=_fraction, default=0.2, metavar="SHARE")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--plot", type=Path, metavar="FILE.png", help="write a ROC/threshold chart")
+    evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    evaluate.set_defaults(handler=_evaluate)
+
+    explain = commands.add_parser("explain", help="show the terms that pushed a score up and down")
+    _model_option(explain)
+    explain.add_argument("file", metavar="FILE|-")
+    explain.add_argument("--top", type=int, default=10, help="terms per direction")
+    explain.set_defaults(handler=_explain)
+    return parser
+
+
+def _model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", type=Path, default=Path(os.environ.get("SPAMD_MODEL", DEFAULT_MODEL)),
+        metavar="PATH", help="model file (default: $SPAMD_MODEL or the shipped model)",
+    )
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _progress(items: Iterator[T], what: str) -> Iterable[T]:
+    """A progress bar on a terminal; the bare iterator otherwise."""
+    if not sys.stderr.isatty():
+        return items
+    from tqdm import tqdm  # noqa: PLC0415 - only needed on a terminal
+
+    return tqdm(items, desc=what, unit=" msg", file=sys.stderr, leave=False)
+
+
+def _load_examples(corpora: list[Path]) -> corpus.Examples:
+    return corpus.load_examples(
+        corpora, model_lib.DEFAULT_CHANNELS, DEFAULT_MAX_BYTES,
+        progress=lambda items: _progress(items, "reading"),
+    )
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _train(args: argparse.Namespace) -> int:
+    examples = _load_examples(args.corpus)
+    trained = model_lib.train(
+        examples.features, examples.labels, sources=[c.resolve().name for c in args.corpus],
+        fp_budget=args.fp_budget, on_step=lambda step: _say(f"spamd: {step}…"),
+    )
+    saved = model_lib.save(trained, args.out)
+    meta = saved.metadata
+    print(f"wrote {args.out} (version {saved.version}): {meta.ham} ham, {meta.spam} spam")
+    print(f"threshold {meta.threshold:.4f} for a false-positive budget of {meta.fp_budget:.2%}")
+    for key, value in meta.metrics.items():
+        print(f"held-out {key}: {value:.4f}")
+    return 0
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _classify(args: argparse.Namespace) -> int:
+    model = model_lib.load(args.model)
+    failed = 0
+    mails = _progress(corpus.read_inputs(args.paths, model.metadata.max_bytes), "classifying")
+    for batch in _batches(mails, BATCH):
+        for mail in batch:
+            if mail.error:
+                failed += 1
+                print(f"spamd: error: {mail.error}", file=sys.stderr)
+        readable = [mail for mail in batch if not mail.error]
+        scores = model.score_many(mail.raw for mail in readable)
+        for mail, score in zip(readable, map(float, scores), strict=True):
+            _print_verdict(sys.stdout, mail.source, score, model.is_spam(score), args.jsonl)
+    return 1 if failed else 0
+
+
+def _print_verdict(out: TextIO, path: str, score: float, spam: bool, jsonl: bool) -> None:
+    if jsonl:
+        out.write(json.dumps({"path": path, "score": round(score, 6), "spam": spam}) + "\n")
+    else:
+        out.write(f"{path}\t{score:.4f}\t{'spam' if spam else 'ham'}\n")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    examples = _load_examples(args.corpus)
+    train_set, test_set = evaluation.split(examples, args.split, args.test_size, args.seed)
+    if len(set(test_set.labels)) < 2:
+        raise SpamdError("the test part holds only one class: use more mail or a larger --test-size")
+    trained = model_lib.train(
+        train_set.features, train_set.labels, on_step=lambda step: _say(f"spamd: {step}…")
+    )
+    scores = trained.score_features(test_set.features)
+    report = metrics.report(test_set.labels, scores, trained.threshold)
+    if args.json:
+        print(json.dumps(report.as_dict(), sort_keys=True))
+    else:
+        print(f"split           {args.split}, {len(train_set.labels)} train / {len(test_set.labels)} test")
+        print("\n".join(report.lines()))
+    if args.plot:
+        title = f"spamd on {', '.join(c.name for c in args.corpus)} ({args.split} split)"
+        evaluation.plot(test_set.labels, scores, trained.threshold, args.plot, title)
+        _say(f"spamd: wrote {args.plot}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    model = model_lib.load(args.model)
+    mail = next(corpus.read_inputs([args.file], model.metadata.max_bytes))
+    if mail.error:
+        raise SpamdError(mail.error)
+    explanation = model.explain(mail.raw, args.top)
+    verdict = "spam" if explanation.spam else "ham"
+    print(f"{mail.source}: score {explanation.score:.4f} ({verdict}; threshold {model.threshold:.4f})")
+    for title, terms in (("pushed towards spam", explanation.up), ("pushed towards ham", explanation.down)):
+        print(f"{title}:")
+        for term in terms:
+            print(f"  {term.weight:+8.3f}  {term.term}")
+        if not terms:
+            print("  (nothing)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

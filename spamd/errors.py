@@ -1,0 +1,50 @@
+"""One exception tree for spamd.
+
+Errors are split by what the caller should do about them, and each carries the
+offending value and where it came from, so the edge (the CLI, the daemon loop)
+can print one clear line without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SpamdError(Exception):
+    """Base of every error spamd raises on purpose."""
+
+
+class ConfigError(SpamdError):
+    """The configuration is wrong: fix the file and start again."""
+
+    def __init__(self, message: str, *, source: str = "", key: str = "") -> None:
+        where = ":".join(part for part in (source, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source = source
+        self.key = key
+
+
+class InputError(SpamdError):
+    """A file or directory given to a command cannot be used."""
+
+    def __init__(self, message: str, *, path: object = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class ModelError(SpamdError):
+    """A model file cannot be loaded or trained: it needs retraining or replacing."""
+
+    def __init__(self, message: str, *, path: object = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class MailboxError(SpamdError):
+    """Talking to an IMAP server failed."""
+
+
+class TransientMailboxError(MailboxError):
+    """The connection broke or the server is busy: reconnect with backoff."""
+
+
+class AuthError(MailboxError):
+    """The server refused the credentials: retrying soon will not help."""

@@ -1,0 +1,425 @@
+"""Raw RFC 822 bytes in, a parsed message out. Pure: no I/O, and never raises.
+
+Mail is hostile input. Everything here is written so that malformed MIME, bad
+transfer encodings, unknown or lying charsets, NUL bytes, 8-bit headers, deep
+nesting and truncation produce a best-effort `ParsedMessage` instead of an
+exception, and so that the work done per message is bounded by `max_bytes`
+(only that many bytes of the message are ever looked at).
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import email.header
+import email.utils
+import html
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+DEFAULT_MAX_BYTES = 256 * 1024
+MAX_PARTS = 64  # MIME parts looked at; the rest of an absurd tree is ignored
+MAX_DEPTH = 16  # multipart nesting followed; deeper parts are ignored
+MAX_TEXT_CHARS = 64 * 1024  # decoded text kept per message
+MAX_LINKS = 200
+
+# Header fields the model may learn from. This is an allow-list on purpose:
+# trace headers (Received, Delivered-To, Return-Path, X-Original-To), mail-client
+# state (X-Keywords, X-Status), list plumbing (List-*, Precedence) and every
+# verdict written by another filter (X-Spam-*, X-MailScanner*, X-Rspamd-*, ...)
+# describe how a corpus was collected or what someone else decided, not the
+# message. Threading headers (In-Reply-To, References) and User-Agent are left
+# out too: in the shipped corpora they mark how ham was *selected*.
+LEARNABLE_HEADERS = (
+    "content-type",
+    "content-transfer-encoding",
+    "x-mailer",
+    "mime-version",
+    "importance",
+    "x-priority",
+)
+
+# Tags other filters put into subjects. They are verdicts, not content.
+_VERDICT_SUBJECT_TAG = re.compile(
+    r"^\s*(?:\[\s*spam\s*\]|\*{2,}\s*spam\s*\*{2,}|\{\s*spam\??\s*\}|\(\s*spam\s*\))\s*", re.I
+)
+_MBOX_FROM_LINE = re.compile(rb"\AFrom [^\n]*\n")
+_URL_IN_TEXT = re.compile(r"(?:https?://|www\.)[^\s<>\"'()\[\]{}]{2,512}", re.I)
+_HREF = re.compile(r"""\b(?:href|src|action)\s*=\s*["']?([^"'\s<>]{1,1024})""", re.I)
+_SCRIPT_OR_STYLE_OPEN = re.compile(r"<(script|style|head)\b", re.I)
+_TAG = re.compile(r"<[^<>]{0,2048}>")
+_BLOCK_TAG = re.compile(r"<(?:br|/p|/div|/tr|/li|/h\d|p|div|tr|li|hr)\b[^<>]{0,2048}>", re.I)
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    name: str = ""
+    address: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2] if "@" in self.address else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMessage:
+    subject: str = ""
+    sender: Address = field(default_factory=Address)
+    reply_to: Address = field(default_factory=Address)
+    text: str = ""
+    has_html: bool = False
+    links: tuple[str, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    message_id: str = ""
+    list_id: str = ""
+    truncated: bool = False
+    defects: int = 0
+
+    @property
+    def link_domains(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(d for d in map(url_domain, self.links) if d))
+
+
+def parse(raw: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedMessage:
+    """Parse at most `max_bytes` of `raw`. Never raises on any input."""
+    try:
+        return _parse(raw, max_bytes)
+    except Exception:  # noqa: BLE001 - last line of defence: hostile input must not escape
+        return ParsedMessage(truncated=len(raw) > max_bytes, defects=1)
+
+
+def _parse(raw: bytes, max_bytes: int) -> ParsedMessage:
+    data = _MBOX_FROM_LINE.sub(b"", raw[:max_bytes], count=1)
+    top = _Part.from_bytes(data)
+
+    texts: list[str] = []
+    html_links: list[str] = []
+    attachments: list[Attachment] = []
+    has_html = False
+    defects = 0
+    for part in _leaves(top):
+        defects += part.defects
+        ctype = part.content_type
+        filename = part.filename()
+        if filename or not ctype.startswith("text/"):
+            attachments.append(Attachment(filename, ctype))
+        elif ctype == "text/html":
+            has_html = True
+            text, links = html_to_text(part.text())
+            texts.append(text)
+            html_links.extend(links)
+        else:
+            texts.append(part.text())
+
+    text = "\n".join(t for t in texts if t)[:MAX_TEXT_CHARS].replace("\x00", "")
+    links = tuple(dict.fromkeys([*html_links, *_URL_IN_TEXT.findall(text)]))[:MAX_LINKS]
+    fields = top.fields
+    return ParsedMessage(
+        subject=_VERDICT_SUBJECT_TAG.sub("", header_text(fields.get("subject"))),
+        sender=_address(fields.get("from")),
+        reply_to=_address(fields.get("reply-to")),
+        text=text,
+        has_html=has_html,
+        links=links,
+        attachments=tuple(attachments),
+        headers=tuple(
+            (name, header_text(fields[name])) for name in LEARNABLE_HEADERS if name in fields
+        ),
+        message_id=header_text(fields.get("message-id")),
+        list_id=header_text(fields.get("list-id")),
+        truncated=len(raw) > max_bytes,
+        defects=defects,
+    )
+
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_FIELD = re.compile(rb"^([!-9;-~]{1,200})[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.M)
+_FOLD = re.compile(r"\r?\n[ \t]+")
+_PARAM = re.compile(
+    r"""(?:^|;)\s*([!#-'*+.0-9A-Z^-~-]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;\s]*)""", re.I
+)
+_NOT_BASE64 = bytes(
+    set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+)
+
+
+class _Part:
+    """One MIME entity: its header fields (first occurrence wins) and raw body."""
+
+    __slots__ = ("body", "content_type", "defects", "fields", "params")
+
+    def __init__(self, fields: dict[str, str], body: bytes, default_type: str) -> None:
+        self.fields = fields
+        self.body = body
+        self.defects = 0
+        ctype, _, rest = fields.get("content-type", "").partition(";")
+        ctype = ctype.strip().lower()
+        if "/" not in ctype:
+            ctype = default_type
+        self.content_type = ctype
+        self.params = _params(rest)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, default_type: str = "text/plain") -> _Part:
+        if data[:1] == b"\n" or data[:2] == b"\r\n":
+            head, body = b"", data.lstrip(b"\r")[1:]
+        else:
+            end = _HEAD_END.search(data)
+            head, body = (data, b"") if end is None else (data[: end.start()], data[end.end() :])
+        fields: dict[str, str] = {}
+        for match in _FIELD.finditer(head):
+            name = match.group(1).decode("ascii").lower()
+            if name not in fields:
+                value = match.group(2).decode("ascii", "surrogateescape")
+                fields[name] = _FOLD.sub(" ", value).strip()
+        return cls(fields, body, default_type)
+
+    def children(self) -> list[_Part]:
+        if self.content_type == "message/rfc822":
+            return [_Part.from_bytes(self.decoded())]
+        boundary = self.params.get("boundary", "").encode("ascii", "surrogateescape")
+        if not self.content_type.startswith("multipart/") or not boundary:
+            return []
+        default = "message/rfc822" if self.content_type == "multipart/digest" else "text/plain"
+        return [_Part.from_bytes(chunk, default) for chunk in _split_multipart(self.body, boundary)]
+
+    def decoded(self) -> bytes:
+        encoding = self.fields.get("content-transfer-encoding", "").strip().lower()
+        body = self.body
+        try:
+            if encoding == "base64":
+                body = body.translate(None, _NOT_BASE64)
+                body = body[: len(body) - len(body) % 4] if len(body) % 4 == 1 else body
+                return binascii.a2b_base64(body + b"=" * (-len(body) % 4))
+            if encoding == "quoted-printable":
+                return binascii.a2b_qp(body)
+        except binascii.Error:
+            self.defects += 1
+        return body
+
+    def text(self) -> str:
+        return decode_bytes(self.decoded(), self.params.get("charset", ""))
+
+    def filename(self) -> str:
+        disposition = _params(self.fields.get("content-disposition", "").partition(";")[2])
+        return header_text(disposition.get("filename") or self.params.get("name", ""))
+
+
+def _params(text: str) -> dict[str, str]:
+    """Content-Type/-Disposition parameters, with RFC 2231 continuations and charsets."""
+    params: dict[str, str] = {}
+    for name, value in _PARAM.findall(text):
+        name = name.lower()
+        if value.startswith('"'):
+            value = value[1:-1] if value.endswith('"') and len(value) > 1 else value[1:]
+            value = value.replace('\\"', '"')
+        if "*" in name:  # RFC 2231: name*=charset'lang'%xx, or sections name*0*=, name*1=
+            name, _, section = name.partition("*")
+            if section in ("", "0*") and value.count("'") >= 2:
+                charset, _lang, value = value.split("'", 2)
+                value = unquote(value, encoding=_codec(charset) or "utf-8", errors="replace")
+            elif section.endswith("*") or not section:
+                value = unquote(value, errors="replace")
+            params[name] = params.get(name, "") + value
+        else:
+            params.setdefault(name, value)
+    return params
+
+
+def _split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
+    """The body parts between `--boundary` lines, tolerating a missing close or preamble."""
+    delimiter = b"--" + boundary
+    chunks: list[bytes] = []
+    start = -1
+    pos = 0 if body.startswith(delimiter) else body.find(b"\n" + delimiter)
+    while pos >= 0 and len(chunks) < MAX_PARTS:
+        if body[pos : pos + 1] == b"\n":
+            pos += 1
+        if start >= 0:
+            chunks.append(body[start:pos].removesuffix(b"\n").removesuffix(b"\r"))
+        after = pos + len(delimiter)
+        if body[after : after + 2] == b"--":
+            return chunks
+        line_end = body.find(b"\n", after)
+        if line_end < 0:
+            return chunks
+        start = line_end + 1
+        pos = body.find(b"\n" + delimiter, start - 1)
+    if start >= 0 and len(chunks) < MAX_PARTS:
+        chunks.append(body[start:])  # truncated: no closing delimiter
+    return chunks
+
+
+def _leaves(top: _Part) -> Iterator[_Part]:
+    """Depth-first over the MIME tree, iteratively, bounded in depth and count."""
+    stack: list[tuple[_Part, int]] = [(top, 0)]
+    seen = 0
+    while stack and seen < MAX_PARTS:
+        part, depth = stack.pop()
+        seen += 1
+        children = part.children() if depth < MAX_DEPTH else []
+        if children:
+            stack.extend((child, depth + 1) for child in reversed(children))
+        elif not part.content_type.startswith("multipart/"):
+            yield part
+
+
+_ASCIIISH = {"", "us-ascii", "ascii", "unknown-8bit", "x-unknown", "default", "unknown"}
+
+
+def decode_bytes(data: bytes, charset: str) -> str:
+    """Decode with the declared charset, distrusting it when the bytes disagree.
+
+    Order: UTF-8 when the declaration is absent or plain ASCII (the most common
+    lie), then the declared charset strictly, then UTF-8 strictly, then the
+    declared charset (or cp1252) with replacement characters.
+    """
+    charset = charset.strip().lower()
+    declared = _codec(charset)
+    if charset in _ASCIIISH or declared is None:
+        attempts = ["utf-8"]
+    else:
+        attempts = [declared, "utf-8"]
+    for codec in attempts:
+        try:
+            return data.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    fallback = declared if declared and charset not in _ASCIIISH else "cp1252"
+    return data.decode(fallback, errors="replace")
+
+
+def _codec(charset: str) -> str | None:
+    if not charset:
+        return None
+    charset = {"iso-8859-8-i": "iso-8859-8", "ks_c_5601-1987": "cp949", "gb2312": "gb18030"}.get(
+        charset, charset
+    )
+    try:
+        return codecs.lookup(charset).name
+    except (LookupError, ValueError):
+        return None
+
+
+def header_text(value: object) -> str:
+    """Decode a header value (RFC 2047 words, raw 8-bit bytes) into one line of text."""
+    if value is None:
+        return ""
+    if isinstance(value, email.header.Header):
+        value = str(value)
+    if not isinstance(value, str):
+        return ""
+    # compat32 smuggles raw 8-bit header bytes through as surrogates: most are UTF-8.
+    raw = value.encode("ascii", "surrogateescape")
+    text = decode_bytes(raw, "")
+    try:
+        chunks = email.header.decode_header(text)
+    except Exception:  # noqa: BLE001 - the email package raises a variety on broken words
+        chunks = [(text, None)]
+    pieces = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, bytes):
+            pieces.append(decode_bytes(chunk, charset or ""))
+        else:
+            pieces.append(chunk)
+    return " ".join(" ".join(pieces).split())
+
+
+def _address(value: object) -> Address:
+    text = header_text(value)
+    if not text:
+        return Address()
+    name, address = email.utils.parseaddr(text)
+    address = address.strip().lower()
+    if "@" not in address:
+        return Address(name=name or text, address="")
+    return Address(name=name.strip().strip('"'), address=address)
+
+
+def html_to_text(markup: str) -> tuple[str, list[str]]:
+    """Reduce HTML to its visible text and its link targets, in linear time."""
+    links = _HREF.findall(markup)
+    markup = _drop_invisible(markup)
+    markup = _BLOCK_TAG.sub("\n", markup)
+    markup = _TAG.sub(" ", markup)
+    text = html.unescape(markup)
+    text = _SPACES.sub(" ", text)
+    return _BLANK_LINES.sub("\n", text).strip(), links
+
+
+def _drop_invisible(markup: str) -> str:
+    """Remove comments and script/style/head elements.
+
+    Written as forward scans rather than one lazy regex, because a regex like
+    `<script.*?</script>` is quadratic on input with many unclosed openers.
+    """
+    out: list[str] = []
+    pos = 0
+    n = len(markup)
+    while pos < n:
+        comment = markup.find("<!--", pos)
+        element = _SCRIPT_OR_STYLE_OPEN.search(markup, pos)
+        starts = [s for s in (comment, element.start() if element else -1) if s >= 0]
+        if not starts:
+            out.append(markup[pos:])
+            break
+        start = min(starts)
+        out.append(markup[pos:start])
+        if start == comment:
+            end = markup.find("-->", start + 4)
+            pos = n if end < 0 else end + 3
+        elif element is not None:
+            close = re.compile(rf"</{element.group(1)}\s*>", re.I).search(markup, element.end())
+            pos = n if close is None else close.end()
+    return " ".join(out)
+
+
+_RECEIVED = re.compile(rb"^Received:(.*(?:\r?\n[ \t].*)*)", re.M | re.I)
+_DATE = re.compile(rb"^Date:(.*)", re.M | re.I)
+
+
+def delivery_time(raw: bytes) -> float | None:
+    """When the message was delivered (POSIX seconds): the date of the topmost
+    Received header, else the Date header; None if neither parses."""
+    head = _HEAD_END.split(raw[:DEFAULT_MAX_BYTES], maxsplit=1)[0]
+    candidates = []
+    received = _RECEIVED.search(head)
+    if received:
+        candidates.append(received.group(1).rpartition(b";")[2])
+    date = _DATE.search(head)
+    if date:
+        candidates.append(date.group(1))
+    for value in candidates:
+        try:
+            when = email.utils.parsedate_to_datetime(value.decode("ascii", "replace").strip())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            continue
+        if when is not None:
+            try:
+                return when.timestamp()
+            except (OverflowError, OSError, ValueError):
+                continue
+    return None
+
+
+def url_domain(url: str) -> str:
+    """The lower-cased host of a link, without `www.`; "" when there is none."""
+    if url[:4].lower() == "www.":
+        url = "http://" + url
+    try:
+        host = urlsplit(url.strip()).hostname or ""
+    except ValueError:
+        return ""
+    host = host.rstrip(".")
+    return host[4:] if host.startswith("www.") else host
