@@ -45,37 +45,59 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="spamd", description="IMAP spam filter that learns from the folders users drag mail into."
+        prog="spamd",
+        description="IMAP spam filter that learns from the folders users drag mail into.",
     )
     parser.add_argument("--version", action="version", version=f"spamd {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model from labelled mail")
     train.add_argument(
-        "--corpus", action="append", required=True, type=Path, metavar="DIR",
+        "--corpus",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="DIR",
         help="directory with ham/ and spam/ (folders of files, Maildirs or mbox files); repeatable",
     )
-    train.add_argument("--out", required=True, type=Path, metavar="PATH", help="model file to write")
     train.add_argument(
-        "--fp-budget", type=_fraction, default=model_lib.DEFAULT_FP_BUDGET, metavar="RATE",
+        "--out", required=True, type=Path, metavar="PATH", help="model file to write"
+    )
+    train.add_argument(
+        "--fp-budget",
+        type=_fraction,
+        default=model_lib.DEFAULT_FP_BUDGET,
+        metavar="RATE",
         help="largest share of ham the threshold may send to Junk (default: %(default)s)",
     )
     train.set_defaults(handler=_train)
 
     classify = commands.add_parser("classify", help="score messages: one line each")
     _model_option(classify)
-    classify.add_argument("--jsonl", action="store_true", help="print JSON objects: path, score, spam")
-    classify.add_argument("paths", nargs="+", metavar="FILE|DIR|-", help="messages; DIRs are walked")
+    classify.add_argument(
+        "--jsonl", action="store_true", help="print JSON objects: path, score, spam"
+    )
+    classify.add_argument(
+        "paths", nargs="+", metavar="FILE|DIR|-", help="messages; DIRs are walked"
+    )
     classify.set_defaults(handler=_classify)
 
     evaluate = commands.add_parser("evaluate", help="train on part of a corpus, report on the rest")
     evaluate.add_argument("--corpus", action="append", required=True, type=Path, metavar="DIR")
-    evaluate.add_argument("--split", choices=["stratified", "time"], default="stratified",
-                          help="random stratified 80/20, or oldest 80%% by delivery time")
+    evaluate.add_argument(
+        "--split",
+        choices=["stratified", "time"],
+        default="stratified",
+        help="random stratified 80/20, or oldest 80%% by delivery time",
+    )
     evaluate.add_argument("--test-size", type=_fraction, default=0.2, metavar="SHARE")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--plot", type=Path, metavar="FILE.png", help="write a ROC/threshold chart")
-    evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    evaluate.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="write a ROC/threshold chart"
+    )
+    evaluate.add_argument(
+        "--json", action="store_true", help="print the figures as one JSON object"
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     explain = commands.add_parser("explain", help="show the terms that pushed a score up and down")
@@ -88,8 +110,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", type=Path, default=Path(os.environ.get("SPAMD_MODEL", DEFAULT_MODEL)),
-        metavar="PATH", help="model file (default: $SPAMD_MODEL or the shipped model)",
+        "--model",
+        type=Path,
+        default=Path(os.environ.get("SPAMD_MODEL", DEFAULT_MODEL)),
+        metavar="PATH",
+        help="model file (default: $SPAMD_MODEL or the shipped model)",
     )
 
 
@@ -109,12 +134,15 @@ def _progress(items: Iterator[T], what: str) -> Iterable[T]:
         return items
     from tqdm import tqdm  # noqa: PLC0415 - only needed on a terminal
 
-    return tqdm(items, desc=what, unit=" msg", file=sys.stderr, leave=False)
+    bar: Iterable[T] = tqdm(items, desc=what, unit=" msg", file=sys.stderr, leave=False)
+    return bar
 
 
 def _load_examples(corpora: list[Path]) -> corpus.Examples:
     return corpus.load_examples(
-        corpora, model_lib.DEFAULT_CHANNELS, DEFAULT_MAX_BYTES,
+        corpora,
+        model_lib.DEFAULT_CHANNELS,
+        DEFAULT_MAX_BYTES,
         progress=lambda items: _progress(items, "reading"),
     )
 
@@ -126,8 +154,11 @@ def _say(text: str) -> None:
 def _train(args: argparse.Namespace) -> int:
     examples = _load_examples(args.corpus)
     trained = model_lib.train(
-        examples.features, examples.labels, sources=[c.resolve().name for c in args.corpus],
-        fp_budget=args.fp_budget, on_step=lambda step: _say(f"spamd: {step}…"),
+        examples.features,
+        examples.labels,
+        sources=[c.resolve().name for c in args.corpus],
+        fp_budget=args.fp_budget,
+        on_step=lambda step: _say(f"spamd: {step}…"),
     )
     saved = model_lib.save(trained, args.out)
     meta = saved.metadata
@@ -171,7 +202,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     examples = _load_examples(args.corpus)
     train_set, test_set = evaluation.split(examples, args.split, args.test_size, args.seed)
     if len(set(test_set.labels)) < 2:
-        raise SpamdError("the test part holds only one class: use more mail or a larger --test-size")
+        raise SpamdError(
+            "the test part holds only one class: use more mail or a larger --test-size"
+        )
     trained = model_lib.train(
         train_set.features, train_set.labels, on_step=lambda step: _say(f"spamd: {step}…")
     )
@@ -180,7 +213,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), sort_keys=True))
     else:
-        print(f"split           {args.split}, {len(train_set.labels)} train / {len(test_set.labels)} test")
+        sizes = f"{len(train_set.labels)} train / {len(test_set.labels)} test"
+        print(f"split           {args.split}, {sizes}")
         print("\n".join(report.lines()))
     if args.plot:
         title = f"spamd on {', '.join(c.name for c in args.corpus)} ({args.split} split)"
@@ -196,8 +230,13 @@ def _explain(args: argparse.Namespace) -> int:
         raise SpamdError(mail.error)
     explanation = model.explain(mail.raw, args.top)
     verdict = "spam" if explanation.spam else "ham"
-    print(f"{mail.source}: score {explanation.score:.4f} ({verdict}; threshold {model.threshold:.4f})")
-    for title, terms in (("pushed towards spam", explanation.up), ("pushed towards ham", explanation.down)):
+    print(
+        f"{mail.source}: score {explanation.score:.4f} ({verdict}; threshold {model.threshold:.4f})"
+    )
+    for title, terms in (
+        ("pushed towards spam", explanation.up),
+        ("pushed towards ham", explanation.down),
+    ):
         print(f"{title}:")
         for term in terms:
             print(f"  {term.weight:+8.3f}  {term.term}")

@@ -96,8 +96,11 @@ def _read_mbox(path: Path, max_bytes: int) -> Iterator[Mail]:
         keys = box.keys()
     except (OSError, mailbox.Error) as exc:
         raise InputError(f"cannot read as an mbox file ({exc})", path=path) from None
-    for key in keys:
-        yield Mail(f"{path}:{key}", box.get_bytes(key)[: max_bytes + 1])
+    try:
+        for key in keys:
+            yield Mail(f"{path}:{key}", box.get_bytes(key)[: max_bytes + 1])
+    finally:
+        box.close()
 
 
 def _read_maildir(path: Path, max_bytes: int) -> Iterator[Mail]:

@@ -38,9 +38,7 @@ def plot(labels: list[int], scores: np.ndarray, threshold: float, out: Path, tit
         mpl.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError:
-        raise InputError(
-            "--plot needs matplotlib: pip install 'spamd[plot]'", path=out
-        ) from None
+        raise InputError("--plot needs matplotlib: pip install 'spamd[plot]'", path=out) from None
     y = np.asarray(labels)
     fpr, tpr, _ = roc_curve(y, scores)
     fig, (roc, hist) = plt.subplots(1, 2, figsize=(12, 5))

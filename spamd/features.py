@@ -22,6 +22,7 @@ shipped corpora would otherwise teach exactly that.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Collection
@@ -95,7 +96,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def _with_pairs(tokens: list[str]) -> tuple[str, ...]:
-    return (*tokens, *map(" ".join, zip(tokens, tokens[1:], strict=False)))
+    return (*tokens, *map(" ".join, itertools.pairwise(tokens)))
 
 
 def _list_name(list_id: str) -> str:

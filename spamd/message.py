@@ -123,7 +123,7 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMessage:
             texts.append(part.text())
 
     text = "\n".join(t for t in texts if t)[:MAX_TEXT_CHARS].replace("\x00", "")
-    links = tuple(dict.fromkeys([*html_links, *_URL_IN_TEXT.findall(text)]))[:MAX_LINKS]
+    all_links = [*html_links, *_URL_IN_TEXT.findall(text)]
     fields = top.fields
     return ParsedMessage(
         subject=_VERDICT_SUBJECT_TAG.sub("", header_text(fields.get("subject"))),
@@ -131,7 +131,7 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMessage:
         reply_to=_address(fields.get("reply-to")),
         text=text,
         has_html=has_html,
-        links=links,
+        links=tuple(dict.fromkeys(all_links))[:MAX_LINKS],
         attachments=tuple(attachments),
         headers=tuple(
             (name, header_text(fields[name])) for name in LEARNABLE_HEADERS if name in fields
@@ -219,21 +219,22 @@ class _Part:
 def _params(text: str) -> dict[str, str]:
     """Content-Type/-Disposition parameters, with RFC 2231 continuations and charsets."""
     params: dict[str, str] = {}
-    for name, value in _PARAM.findall(text):
-        name = name.lower()
+    for raw_name, raw_value in _PARAM.findall(text):
+        value = raw_value
         if value.startswith('"'):
             value = value[1:-1] if value.endswith('"') and len(value) > 1 else value[1:]
             value = value.replace('\\"', '"')
-        if "*" in name:  # RFC 2231: name*=charset'lang'%xx, or sections name*0*=, name*1=
-            name, _, section = name.partition("*")
-            if section in ("", "0*") and value.count("'") >= 2:
-                charset, _lang, value = value.split("'", 2)
-                value = unquote(value, encoding=_codec(charset) or "utf-8", errors="replace")
-            elif section.endswith("*") or not section:
-                value = unquote(value, errors="replace")
-            params[name] = params.get(name, "") + value
-        else:
+        name, star, section = raw_name.lower().partition("*")
+        if not star:
             params.setdefault(name, value)
+            continue
+        # RFC 2231: name*=charset'lang'%xx, or sections name*0*=..., name*1=...
+        if section in ("", "0*") and value.count("'") >= 2:
+            charset, _lang, encoded = value.split("'", 2)
+            value = unquote(encoded, encoding=_codec(charset) or "utf-8", errors="replace")
+        elif section.endswith("*") or not section:
+            value = unquote(value, errors="replace")
+        params[name] = params.get(name, "") + value
     return params
 
 
@@ -287,10 +288,8 @@ def decode_bytes(data: bytes, charset: str) -> str:
     """
     charset = charset.strip().lower()
     declared = _codec(charset)
-    if charset in _ASCIIISH or declared is None:
-        attempts = ["utf-8"]
-    else:
-        attempts = [declared, "utf-8"]
+    plain = charset in _ASCIIISH or declared is None
+    attempts = ["utf-8"] if plain or declared is None else [declared, "utf-8"]
     for codec in attempts:
         try:
             return data.decode(codec)
@@ -320,8 +319,9 @@ def header_text(value: object) -> str:
         value = str(value)
     if not isinstance(value, str):
         return ""
-    # compat32 smuggles raw 8-bit header bytes through as surrogates: most are UTF-8.
-    raw = value.encode("ascii", "surrogateescape")
+    # Raw 8-bit header bytes arrive as surrogate escapes (most are UTF-8); text
+    # that is already decoded (RFC 2231 parameters) round-trips through UTF-8.
+    raw = value.encode("utf-8", "surrogateescape")
     text = decode_bytes(raw, "")
     try:
         chunks = email.header.decode_header(text)

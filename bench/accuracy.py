@@ -1,0 +1,223 @@
+"""spamd against bogofilter on the same splits of the SpamAssassin corpus.
+
+    python bench/accuracy.py [--corpus DIR] [--repeat 3]
+
+For each split (stratified 80/20 with a fixed seed, and time-ordered 80/20 by
+delivery time) both tools train on the same 80 % and score the same 20 %.
+Printed side by side: ROC AUC, recall at FPR <= 0.1 %, FPR and recall at each
+tool's own threshold, training time, scoring messages/second on one core
+(reading and parsing included; median of --repeat runs over the whole corpus)
+and the peak RSS of a scoring process. Installs nothing: bogofilter is used when
+Debian's `bogofilter` is on PATH and skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, before numpy loads
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from spamd import corpus, evaluation, metrics  # noqa: E402
+from spamd import model as model_lib  # noqa: E402
+from spamd.features import extract  # noqa: E402
+from spamd.message import DEFAULT_MAX_BYTES, parse  # noqa: E402
+
+DEFAULT_CORPUS = (
+    Path(__file__).resolve().parent.parent.parent / "shared/corpora/spamassassin_public"
+)
+CPU = str(min(os.sched_getaffinity(0)))
+
+
+@dataclass
+class Result:
+    tool: str
+    split: str
+    auc: float
+    recall_at_0_1: float
+    fpr: float
+    recall: float
+    train_s: float
+    msgs_per_s: float
+    peak_rss_mb: float
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if not args.corpus.is_dir():
+        print(f"corpus not found: {args.corpus}", file=sys.stderr)
+        return 1
+    examples = corpus.load_examples([args.corpus], model_lib.DEFAULT_CHANNELS, DEFAULT_MAX_BYTES)
+    all_files = [Path(s) for s in examples.sources]
+    has_bogofilter = shutil.which("bogofilter") is not None
+    results: list[Result] = []
+    splits: tuple[evaluation.Split, ...] = ("stratified", "time")
+    for how in splits:
+        train, test = evaluation.split(examples, how, 0.2, seed=0)
+        results.append(_spamd(how, train, test, all_files, args.repeat))
+        if has_bogofilter:
+            results.append(_bogofilter(how, train, test, all_files, args.repeat))
+    _print(results, len(examples.labels), args.corpus)
+    if not has_bogofilter:
+        print("\nbogofilter not on PATH: install Debian's bogofilter to compare.")
+    return 0
+
+
+def _spamd(
+    how: str, train: corpus.Examples, test: corpus.Examples, files: list[Path], repeat: int
+) -> Result:
+    started = time.perf_counter()
+    # Training time includes reading and parsing the training mail, as bogofilter's does.
+    train_features = [
+        extract(
+            parse(corpus.read_file(Path(source), DEFAULT_MAX_BYTES)), model_lib.DEFAULT_CHANNELS
+        )
+        for source in train.sources
+    ]
+    trained = model_lib.train(train_features, train.labels)
+    train_s = time.perf_counter() - started
+    scores = trained.score_features(test.features)
+    report = metrics.report(test.labels, scores, trained.threshold)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.joblib"
+        model_lib.save(trained, path)
+        rates = [_spamd_rate(path, files) for _ in range(repeat)]
+        rss = _peak_rss(
+            [
+                sys.executable,
+                "-m",
+                "spamd.cli",
+                "classify",
+                "--model",
+                str(path),
+                *map(str, files[:2000]),
+            ]
+        )
+    return Result(
+        "spamd",
+        how,
+        report.roc_auc,
+        report.recall_at_fpr_0_1pct,
+        report.false_positive_rate,
+        report.recall,
+        train_s,
+        statistics.median(rates),
+        rss,
+    )
+
+
+def _spamd_rate(model_path: Path, files: list[Path]) -> float:
+    """In-process scoring rate: read, parse, featurize and score, in batches."""
+    model = model_lib.load(model_path)
+    started = time.perf_counter()
+    for start in range(0, len(files), 256):
+        batch = files[start : start + 256]
+        model.score_many(corpus.read_file(f, DEFAULT_MAX_BYTES) for f in batch)
+    return len(files) / (time.perf_counter() - started)
+
+
+def _bogofilter(
+    how: str, train: corpus.Examples, test: corpus.Examples, files: list[Path], repeat: int
+) -> Result:
+    with tempfile.TemporaryDirectory() as db:
+        started = time.perf_counter()
+        for label, flag in ((0, "-n"), (1, "-s")):
+            chosen = [s for s, y in zip(train.sources, train.labels, strict=True) if y == label]
+            _run_bulk(["bogofilter", "-d", db, flag, "-B"], chosen)
+        train_s = time.perf_counter() - started
+        verdicts = _bogofilter_scores(db, test.sources)
+        scores = np.array([verdicts[s][1] for s in test.sources])
+        flagged = np.array([verdicts[s][0] == "S" for s in test.sources])
+        rates = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            _bogofilter_scores(db, [str(f) for f in files])
+            rates.append(len(files) / (time.perf_counter() - started))
+        rss = _peak_rss(["bogofilter", "-d", db, "-T", "-B", *map(str, files[:2000])])
+    report = metrics.report(test.labels, scores, 0.5)
+    y = np.asarray(test.labels).astype(bool)
+    fpr = float(np.mean(flagged[~y])) if (~y).any() else 0.0
+    recall = float(np.mean(flagged[y])) if y.any() else 0.0
+    return Result(
+        "bogofilter",
+        how,
+        report.roc_auc,
+        report.recall_at_fpr_0_1pct,
+        fpr,
+        recall,
+        train_s,
+        statistics.median(rates),
+        rss,
+    )
+
+
+def _run_bulk(argv: list[str], files: list[str]) -> str:
+    output = []
+    for start in range(0, len(files), 1000):  # stay far below the argv limit
+        done = subprocess.run(
+            ["taskset", "-c", CPU, *argv, *files[start : start + 1000]],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode > 2:  # 0, 1, 2: spam, ham, unsure (of the last message)
+            raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip()[:500]}")
+        output.append(done.stdout)
+    return "".join(output)
+
+
+def _bogofilter_scores(db: str, files: list[str]) -> dict[str, tuple[str, float]]:
+    out = _run_bulk(["bogofilter", "-d", db, "-T", "-B"], files)
+    verdicts = {}
+    for line in out.splitlines():
+        path, verdict, score = line.rsplit(" ", 2)
+        verdicts[path] = (verdict, float(score))
+    return verdicts
+
+
+def _peak_rss(argv: list[str]) -> float:
+    """Peak resident set size (MB) of one child process running argv."""
+    script = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=False, "
+        "stdout=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv], check=True, capture_output=True, text=True, env=env
+    )
+    return int(done.stdout.strip()) / 1024
+
+
+def _print(results: list[Result], n: int, corpus_dir: Path) -> None:
+    print(f"# spamd vs bogofilter on {corpus_dir.name} ({n} messages; 80/20 splits)\n")
+    print(
+        "| split | tool | ROC AUC | recall @FPR<=0.1% | FPR @own thr | recall @own thr "
+        "| train s | msg/s (1 core) | peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r.split} | {r.tool} | {r.auc:.4f} | {r.recall_at_0_1:.3f} | {r.fpr:.2%} "
+            f"| {r.recall:.3f} | {r.train_s:.1f} | {r.msgs_per_s:,.0f} | {r.peak_rss_mb:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The command line: outputs, streaming, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import io
+import json
+import mailbox
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from spamd.cli import main
+from tests.conftest import SAMPLES
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_classify_and_explain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_path = tmp_path / "m.joblib"
+    code, out, _ = run(capsys, "train", "--corpus", str(SAMPLES), "--out", str(out_path))
+    assert code == 0 and "6 ham, 6 spam" in out
+    assert out_path.exists() and out_path.with_suffix(".json").exists()
+
+    code, out, _ = run(capsys, "classify", "--model", str(out_path), str(SAMPLES))
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert code == 0 and len(lines) == 12
+    for path, score, verdict in lines:
+        assert 0 <= float(score) <= 1
+        assert verdict in {"spam", "ham"}
+        assert Path(path).is_file()
+
+    code, out, _ = run(
+        capsys,
+        "classify",
+        "--jsonl",
+        "--model",
+        str(out_path),
+        str(SAMPLES / "spam" / "01-prize.eml"),
+    )
+    record = json.loads(out)
+    assert set(record) == {"path", "score", "spam"} and isinstance(record["spam"], bool)
+
+    code, out, _ = run(
+        capsys, "explain", "--model", str(out_path), str(SAMPLES / "spam" / "01-prize.eml")
+    )
+    assert code == 0 and "pushed towards spam:" in out and "pushed towards ham:" in out
+
+
+def test_classify_reads_stdin(
+    small_model: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = (SAMPLES / "ham" / "01-meeting.eml").read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    code, out, _ = run(capsys, "classify", "--model", str(small_model), "-")
+    assert code == 0 and out.startswith("-\t")
+
+
+def test_train_accepts_mbox_and_maildir_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    box = mailbox.mbox(corpus_dir / "ham.mbox")
+    for path in sorted((SAMPLES / "ham").glob("*.eml")):
+        box.add(path.read_bytes())
+    box.close()
+    maildir = mailbox.Maildir(corpus_dir / "spam")
+    for path in sorted((SAMPLES / "spam").glob("*.eml")):
+        maildir.add(path.read_bytes())
+    code, out, err = run(
+        capsys, "train", "--corpus", str(corpus_dir), "--out", str(tmp_path / "m.joblib")
+    )
+    assert code == 0, err
+    assert "6 ham, 6 spam" in out
+
+
+def test_evaluate_prints_figures_and_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus_dir = tmp_path / "c"
+    for label in ("ham", "spam"):  # enough mail for a 5-fold threshold on the training part
+        for i in range(4):
+            shutil.copytree(SAMPLES / label, corpus_dir / label / str(i))
+    plot = tmp_path / "roc.png"
+    code, out, err = run(
+        capsys, "evaluate", "--corpus", str(corpus_dir), "--json", "--plot", str(plot)
+    )
+    assert code == 0, err
+    figures = json.loads(out)
+    for key in (
+        "precision",
+        "recall",
+        "f1",
+        "false_positive_rate",
+        "roc_auc",
+        "recall_at_fpr_0_1pct",
+        "recall_at_fpr_1pct",
+        "true_positives",
+    ):
+        assert key in figures
+    assert figures["n_ham"] + figures["n_spam"] == 10
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    code, out, _ = run(capsys, "evaluate", "--corpus", str(corpus_dir), "--split", "time")
+    assert code == 0 and "ROC AUC" in out and "confusion" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--corpus", "/no/such/dir", "--out", "x"], "corpus directory not found"),
+        (["classify", "--model", "/no/such/model.joblib", "x"], "model file not found"),
+    ],
+)
+def test_errors_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_empty_class_and_missing_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ham").mkdir()
+    code, _, err = run(capsys, "train", "--corpus", str(tmp_path), "--out", str(tmp_path / "m"))
+    assert code == 1 and "no spam/ folder" in err
+    (tmp_path / "spam").mkdir()
+    code, _, err = run(capsys, "train", "--corpus", str(tmp_path), "--out", str(tmp_path / "m"))
+    assert code == 1 and f"{tmp_path / 'ham'}: holds no messages" in err
+
+
+def test_unreadable_file_is_reported_and_the_rest_classified(
+    tmp_path: Path, small_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.eml"
+    good.write_bytes((SAMPLES / "ham" / "01-meeting.eml").read_bytes())
+    code, out, err = run(
+        capsys, "classify", "--model", str(small_model), str(tmp_path / "missing.eml"), str(good)
+    )
+    assert code == 1
+    assert "missing.eml: no such file or directory" in err
+    assert out.startswith(str(good))
+
+
+def test_bad_model_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.joblib"
+    bad.write_bytes(b"not a pickle")
+    code, _, err = run(capsys, "classify", "--model", str(bad), str(SAMPLES))
+    assert (
+        code == 1 and "metadata file beside the model not found" in err and "Traceback" not in err
+    )
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--corpus", "x", "--out", "y", "--fp-budget", "2"])
+    assert exit_info.value.code == 2
+    assert "must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("train", "classify", "evaluate", "explain"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "usage: spamd " + command in capsys.readouterr().out

@@ -1,0 +1,58 @@
+"""Features: list plumbing neutralised, tokens as the model expects them."""
+
+from __future__ import annotations
+
+from spamd.features import extract, tokenize
+from spamd.message import parse
+from tests.conftest import message
+
+FOOTER = (
+    "Real content here.\n"
+    "_______________________________________________\n"
+    "Osst-users mailing list\n"
+    "Osst-users@lists.sourceforge.net\n"
+    "https://lists.sourceforge.net/lists/listinfo/osst-users\n"
+)
+
+
+def features_of(raw: bytes):  # type: ignore[no-untyped-def]
+    return extract(parse(raw))
+
+
+def test_list_name_tag_and_footer_are_removed() -> None:
+    raw = message(
+        "[Osst-users] Re: Fwd: cheap offer",
+        FOOTER,
+        List_Id="Osst users <osst-users.lists.sourceforge.net>",
+    )
+    f = features_of(raw)
+    assert f.subject == ("cheap", "offer", "cheap offer")
+    assert "real" in f.body and "content" in f.body
+    assert not any("osst" in token or "listinfo" in token for token in f.body)
+
+
+def test_rewritten_from_hides_the_list_address() -> None:
+    raw = message(
+        "hello",
+        "body",
+        sender='"Jane via Osst-users" <osst-users@lists.sourceforge.net>',
+        List_Id="<osst-users.lists.sourceforge.net>",
+    )
+    assert features_of(raw).sender == ()
+    plain = features_of(message("hello", "body", sender="jane@example.com"))
+    assert "from:example.com" in plain.sender
+
+
+def test_tokens_fold_digits_and_case_and_keep_symbols() -> None:
+    assert tokenize("WIN $5000 now!") == ["win", "$", "0000", "now", "!"]
+
+
+def test_cjk_text_becomes_character_tokens() -> None:
+    assert tokenize("ご請求額") == ["ご", "請", "求", "額"]
+    f = features_of(message("ご請求額のお知らせ", "本文"))
+    assert "請 求" in f.subject  # character bigrams from word pairs
+
+
+def test_channels_not_asked_for_stay_empty() -> None:
+    f = extract(parse(message("subject words", "body words")), ("subject",))
+    assert f.subject and not f.body and not f.meta

@@ -1,0 +1,127 @@
+"""Model files: round trip, metadata checks and refusals, explanations, the shipped model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from spamd import model as model_lib
+from spamd.errors import ModelError
+from tests.conftest import SAMPLES, SHIPPED_MODEL
+
+
+@pytest.fixture
+def model_copy(small_model: Path, tmp_path: Path) -> Path:
+    for suffix in (".joblib", ".json"):
+        shutil.copy(small_model.with_suffix(suffix), tmp_path / f"m{suffix}")
+    return tmp_path / "m.joblib"
+
+
+def sample_bytes() -> list[bytes]:
+    return [p.read_bytes() for p in sorted(SAMPLES.glob("*/*.eml"))]
+
+
+def test_round_trip_keeps_scores_and_metadata(small_model: Path) -> None:
+    loaded = model_lib.load(small_model)
+    again = model_lib.load(small_model)
+    raws = sample_bytes()
+    assert list(loaded.score_many(raws)) == list(again.score_many(raws))
+    meta = loaded.metadata
+    assert (meta.ham, meta.spam) == (6, 6)
+    assert meta.sources == ("samples",)
+    assert 0.5 <= meta.threshold <= 1.0
+    assert meta.versions["scikit-learn"]
+    assert len(meta.sha256) == 64
+    assert all(0.0 <= s <= 1.0 for s in loaded.score_many(raws))
+
+
+def test_refuses_world_writable_file(model_copy: Path) -> None:
+    model_copy.chmod(0o666)
+    with pytest.raises(ModelError, match="world-writable"):
+        model_lib.load(model_copy)
+
+
+def test_refuses_a_changed_file(model_copy: Path) -> None:
+    with model_copy.open("ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelError, match="does not match its metadata"):
+        model_lib.load(model_copy)
+
+
+def rewrite_metadata(path: Path, **changes: object) -> None:
+    meta_path = model_lib.metadata_path(path)
+    data = json.loads(meta_path.read_text())
+    data.update(changes)
+    meta_path.write_text(json.dumps(data))
+
+
+def test_refuses_other_feature_version(model_copy: Path) -> None:
+    rewrite_metadata(model_copy, feature_version=999)
+    with pytest.raises(ModelError, match=r"feature format 999.*spamd train"):
+        model_lib.load(model_copy)
+
+
+def test_refuses_other_scikit_learn(model_copy: Path) -> None:
+    meta = model_lib.load(model_copy).metadata
+    rewrite_metadata(model_copy, versions={**meta.versions, "scikit-learn": "0.1.0"})
+    with pytest.raises(ModelError, match=r"scikit-learn 0\.1\.0.*spamd train"):
+        model_lib.load(model_copy)
+
+
+def test_refuses_missing_or_broken_metadata(model_copy: Path) -> None:
+    meta_path = model_lib.metadata_path(model_copy)
+    meta_path.write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        model_lib.load(model_copy)
+    meta_path.write_text('{"threshold": 0.9}')
+    with pytest.raises(ModelError, match="lacks"):
+        model_lib.load(model_copy)
+    meta_path.unlink()
+    with pytest.raises(ModelError, match="metadata file beside the model not found"):
+        model_lib.load(model_copy)
+
+
+def test_refuses_a_pickle_that_is_not_a_pipeline(tmp_path: Path, small_model: Path) -> None:
+    loaded = model_lib.load(small_model)
+    bogus = model_lib.Model(loaded.pipeline.steps[2][1], loaded.metadata)
+    path = tmp_path / "bogus.joblib"
+    model_lib.save(bogus, path)
+    with pytest.raises(ModelError, match="not a spamd pipeline"):
+        model_lib.load(path)
+
+
+def test_threshold_comes_from_held_out_ham() -> None:
+    # Sanity of the contract rather than of a number: the stored threshold is never
+    # below 0.5, and training needs both classes.
+    with pytest.raises(ModelError, match="at least 5 messages of each class"):
+        model_lib.train([], [])
+
+
+def test_explain_names_terms_that_push_each_way(small_model: Path) -> None:
+    loaded = model_lib.load(small_model)
+    spam = (SAMPLES / "spam" / "01-prize.eml").read_bytes()
+    explanation = loaded.explain(spam, top=5)
+    assert explanation.score == pytest.approx(loaded.score(spam))
+    assert explanation.up and all(t.weight > 0 for t in explanation.up)
+    assert all(t.term.split(":", 1)[0] in {"subject", "body"} for t in explanation.up)
+    weights = [t.weight for t in explanation.up]
+    assert weights == sorted(weights, reverse=True)
+
+
+def test_shipped_model_loads_and_gets_obvious_mail_right() -> None:
+    shipped = model_lib.load(SHIPPED_MODEL)
+    assert shipped.metadata.ham > 5000 and shipped.metadata.spam > 3000
+    assert SHIPPED_MODEL.stat().st_size < 20 * 1024 * 1024
+    for path in sorted(SAMPLES.glob("*/*.eml")):
+        score = shipped.score(path.read_bytes())
+        assert shipped.is_spam(score) == (path.parent.name == "spam"), (path.name, score)
+
+
+def test_metadata_json_round_trip(small_model: Path) -> None:
+    meta = model_lib.load(small_model).metadata
+    again = model_lib.Metadata.from_json(meta.to_json(), Path("x.json"))
+    assert dataclasses.asdict(again) == dataclasses.asdict(meta)
