@@ -288,8 +288,7 @@ def decode_bytes(data: bytes, charset: str) -> str:
     """
     charset = charset.strip().lower()
     declared = _codec(charset)
-    plain = charset in _ASCIIISH or declared is None
-    attempts = ["utf-8"] if plain or declared is None else [declared, "utf-8"]
+    attempts = ["utf-8"] if charset in _ASCIIISH or declared is None else [declared, "utf-8"]
     for codec in attempts:
         try:
             return data.decode(codec)

@@ -365,9 +365,7 @@ def load(path: Path) -> Model:
         raise ModelError(f"cannot read ({exc})", path=path) from None
     _check_compatible(meta, blob, path)
     try:
-        with io.BytesIO(blob) as stream:
-            del blob
-            pipeline = joblib.load(stream)
+        pipeline = joblib.load(io.BytesIO(blob))
     except Exception as exc:  # noqa: BLE001 - unpickling can raise anything
         raise ModelError(
             f"cannot unpickle ({type(exc).__name__}); {RETRAIN_HINT}", path=path
