@@ -35,7 +35,8 @@ def score(train: corpus.Examples, test: corpus.Examples, **options: Any) -> str:
     trained = model_lib.train(
         train.features, train.labels, pipeline=model_lib.build_pipeline(**options)
     )
-    report = metrics.report(test.labels, trained.score_features(test.features), trained.threshold)
+    scorer = trained.scorer
+    report = metrics.report(test.labels, scorer.score_features(test.features), scorer.threshold)
     return f"{report.roc_auc:.4f} / {report.recall_at_fpr_0_1pct:.3f}"
 
 

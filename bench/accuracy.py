@@ -33,7 +33,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from spamd import corpus, evaluation, metrics  # noqa: E402
 from spamd import model as model_lib  # noqa: E402
-from spamd.features import extract  # noqa: E402
+from spamd import scorer as scorer_lib  # noqa: E402
+from spamd.features import DEFAULT_CHANNELS, extract  # noqa: E402
 from spamd.message import DEFAULT_MAX_BYTES, parse  # noqa: E402
 
 DEFAULT_CORPUS = (
@@ -63,7 +64,7 @@ def main() -> int:
     if not args.corpus.is_dir():
         print(f"corpus not found: {args.corpus}", file=sys.stderr)
         return 1
-    examples = corpus.load_examples([args.corpus], model_lib.DEFAULT_CHANNELS, DEFAULT_MAX_BYTES)
+    examples = corpus.load_examples([args.corpus], DEFAULT_CHANNELS, DEFAULT_MAX_BYTES)
     all_files = [Path(s) for s in examples.sources]
     has_bogofilter = shutil.which("bogofilter") is not None
     results: list[Result] = []
@@ -85,15 +86,13 @@ def _spamd(
     started = time.perf_counter()
     # Training time includes reading and parsing the training mail, as bogofilter's does.
     train_features = [
-        extract(
-            parse(corpus.read_file(Path(source), DEFAULT_MAX_BYTES)), model_lib.DEFAULT_CHANNELS
-        )
+        extract(parse(corpus.read_file(Path(source), DEFAULT_MAX_BYTES)), DEFAULT_CHANNELS)
         for source in train.sources
     ]
     trained = model_lib.train(train_features, train.labels)
     train_s = time.perf_counter() - started
-    scores = trained.score_features(test.features)
-    report = metrics.report(test.labels, scores, trained.threshold)
+    scores = trained.scorer.score_features(test.features)
+    report = metrics.report(test.labels, scores, trained.scorer.threshold)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.joblib"
         model_lib.save(trained, path)
@@ -124,7 +123,7 @@ def _spamd(
 
 def _spamd_rate(model_path: Path, files: list[Path]) -> float:
     """In-process scoring rate: read, parse, featurize and score, in batches."""
-    model = model_lib.load(model_path)
+    model = scorer_lib.load(model_path)
     started = time.perf_counter()
     for start in range(0, len(files), 256):
         batch = files[start : start + 256]

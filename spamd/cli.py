@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from spamd import __version__, corpus, evaluation, metrics
-from spamd import model as model_lib
+from spamd import scorer as scorer_lib
 from spamd.errors import SpamdError
+from spamd.features import DEFAULT_CHANNELS
 from spamd.message import DEFAULT_MAX_BYTES
 
 T = TypeVar("T")
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--fp-budget",
         type=_fraction,
-        default=model_lib.DEFAULT_FP_BUDGET,
+        default=scorer_lib.DEFAULT_FP_BUDGET,
         metavar="RATE",
         help="largest share of ham the threshold may send to Junk (default: %(default)s)",
     )
@@ -141,7 +142,7 @@ def _progress(items: Iterator[T], what: str) -> Iterable[T]:
 def _load_examples(corpora: list[Path]) -> corpus.Examples:
     return corpus.load_examples(
         corpora,
-        model_lib.DEFAULT_CHANNELS,
+        DEFAULT_CHANNELS,
         DEFAULT_MAX_BYTES,
         progress=lambda items: _progress(items, "reading"),
     )
@@ -153,6 +154,8 @@ def _say(text: str) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     examples = _load_examples(args.corpus)
+    from spamd import model as model_lib  # noqa: PLC0415 - scikit-learn only when training
+
     trained = model_lib.train(
         examples.features,
         examples.labels,
@@ -176,7 +179,7 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    model = model_lib.load(args.model)
+    model = scorer_lib.load(args.model)
     failed = 0
     mails = _progress(corpus.read_inputs(args.paths, model.metadata.max_bytes), "classifying")
     for batch in _batches(mails, BATCH):
@@ -205,11 +208,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise SpamdError(
             "the test part holds only one class: use more mail or a larger --test-size"
         )
+    from spamd import model as model_lib  # noqa: PLC0415 - scikit-learn only when training
+
     trained = model_lib.train(
         train_set.features, train_set.labels, on_step=lambda step: _say(f"spamd: {step}…")
     )
-    scores = trained.score_features(test_set.features)
-    report = metrics.report(test_set.labels, scores, trained.threshold)
+    scores = trained.scorer.score_features(test_set.features)
+    report = metrics.report(test_set.labels, scores, trained.scorer.threshold)
     if args.json:
         print(json.dumps(report.as_dict(), sort_keys=True))
     else:
@@ -218,13 +223,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         print("\n".join(report.lines()))
     if args.plot:
         title = f"spamd on {', '.join(c.name for c in args.corpus)} ({args.split} split)"
-        evaluation.plot(test_set.labels, scores, trained.threshold, args.plot, title)
+        evaluation.plot(test_set.labels, scores, trained.scorer.threshold, args.plot, title)
         _say(f"spamd: wrote {args.plot}")
     return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
-    model = model_lib.load(args.model)
+    model = scorer_lib.load(args.model)
     mail = next(corpus.read_inputs([args.file], model.metadata.max_bytes))
     if mail.error:
         raise SpamdError(mail.error)

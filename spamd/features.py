@@ -30,9 +30,10 @@ from dataclasses import dataclass
 
 from spamd.message import ParsedMessage
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: tokens hashed with CRC-32 (scorer.column)
 MAX_BODY_CHARS = 20_000  # enough to decide; keeps scoring time flat for long mail
 CHANNELS = ("subject", "body", "meta", "sender", "urls")
+DEFAULT_CHANNELS = ("subject", "body")  # the shipped model's; see bench/ablation.py
 
 _REPLY_PREFIX = re.compile(
     r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|tr|rif|odp)\s*(?:\[\d+\])?\s*:\s*)+", re.I

@@ -1,4 +1,4 @@
-"""The classifier: TF-IDF + logistic regression over hashed message channels.
+"""Training: TF-IDF + logistic regression over hashed message channels.
 
 The pipeline has three steps:
 
@@ -12,10 +12,13 @@ The pipeline has three steps:
 The decision threshold is not 0.5: it is chosen on out-of-fold scores so that
 at most `fp_budget` of ham would be junked, and stored with the model.
 
-Security: a model file is a pickle, and loading a pickle runs code. `load`
-therefore refuses a file that is world-writable or whose SHA-256 differs from
-the metadata beside it, and checks the hash on the very bytes it unpickles.
-Only load model files you or your package manager wrote.
+A saved model is three files: ``X.joblib`` (the whole fitted pipeline),
+``X.npz`` (its weights as plain arrays, what `scorer.Scorer` runs) and
+``X.json`` (metadata with the SHA-256 of both). Security: the ``.joblib`` file
+is a pickle, and loading a pickle runs code. `load` therefore refuses a file
+that is world-writable or whose SHA-256 differs from the metadata, and checks
+the hash on the very bytes it unpickles. Only load model files you or your
+package manager wrote. The daemon never unpickles: it loads the ``.npz``.
 """
 
 from __future__ import annotations
@@ -23,13 +26,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import os
 import platform
-import stat
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,26 +41,30 @@ import scipy.sparse as sp
 import sklearn
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction import FeatureHasher
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from spamd import __version__, metrics
+from spamd import scorer as scorer_lib
 from spamd.errors import ModelError
-from spamd.features import FEATURE_VERSION, Features, extract
-from spamd.message import DEFAULT_MAX_BYTES, parse
+from spamd.features import DEFAULT_CHANNELS, Features
+from spamd.scorer import DEFAULT_FP_BUDGET, RETRAIN_HINT, Channel, Metadata, Scorer
 
-MODEL_FORMAT = "spamd-model/1"
-DEFAULT_FP_BUDGET = 0.001
 MIN_THRESHOLD = 0.5  # never junk on a coin flip, whatever held-out data suggests
-# Columns per channel. The body gets the most room: it has by far the most
-# distinct tokens, and collisions there cost the most.
-DEFAULT_CHANNELS = ("subject", "body")  # see features.py and bench/ablation.py
 DEFAULT_C = 12.0
+# Columns per channel (powers of two). The body gets the most room: it has by
+# far the most distinct tokens, and collisions there cost the most.
 CHANNEL_SIZES = {"subject": 2**16, "body": 2**19, "meta": 2**14, "sender": 2**16, "urls": 2**16}
-RETRAIN_HINT = "retrain it with `spamd train --corpus DIR --out PATH`"
+HELD_OUT_METRICS = (
+    "roc_auc",
+    "precision",
+    "recall",
+    "false_positive_rate",
+    "recall_at_fpr_0_1pct",
+    "recall_at_fpr_1pct",
+)
 
 
 class MessageHasher(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -72,29 +77,30 @@ class MessageHasher(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return self
 
     def transform(self, x: Sequence[Features]) -> sp.csr_matrix:
-        blocks = [
-            _hasher(size).transform([f.channel(name) for f in x]) for name, size in self.sizes
-        ]
-        return sp.hstack(blocks, format="csr", dtype=np.float64)
-
-    def columns_of(self, features: Features) -> dict[int, str]:
-        """Column -> "channel:token" for every token of one message (for explanations)."""
-        names: dict[int, str] = {}
-        offset = 0
-        for name, size in self.sizes:
-            tokens = list(dict.fromkeys(features.channel(name)))
-            if tokens:
-                rows = _hasher(size).transform([[t] for t in tokens]).tocsr()
-                for token, column in zip(tokens, rows.indices, strict=True):
-                    label = f"{name}:{token}"
-                    key = offset + int(column)
-                    names[key] = f"{names[key]} | {label}" if key in names else label
-            offset += size
-        return names
-
-
-def _hasher(size: int) -> FeatureHasher:
-    return FeatureHasher(n_features=size, input_type="string", alternate_sign=False)
+        indptr = [0]
+        indices: list[np.ndarray] = []
+        data: list[np.ndarray] = []
+        for features in x:
+            nnz = indptr[-1]
+            offset = 0
+            for name, size in self.sizes:
+                tokens = features.channel(name)
+                if tokens:
+                    cols, counts = scorer_lib.columns(tokens, size)
+                    indices.append(cols + offset)
+                    data.append(counts)
+                    nnz += cols.size
+                offset += size
+            indptr.append(nnz)
+        width = sum(size for _, size in self.sizes)
+        return sp.csr_matrix(
+            (
+                np.concatenate(data).astype(np.float64) if data else np.empty(0),
+                np.concatenate(indices) if indices else np.empty(0, dtype=np.int64),
+                np.array(indptr),
+            ),
+            shape=(len(x), width),
+        )
 
 
 def build_pipeline(
@@ -117,47 +123,6 @@ def build_pipeline(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Metadata:
-    """What a model file says about itself; stored as JSON beside it."""
-
-    threshold: float
-    ham: int
-    spam: int
-    sources: tuple[str, ...] = ()
-    metrics: dict[str, float] = field(default_factory=dict)
-    trained_at: str = ""
-    fp_budget: float = DEFAULT_FP_BUDGET
-    max_bytes: int = DEFAULT_MAX_BYTES
-    feature_version: int = FEATURE_VERSION
-    format: str = MODEL_FORMAT
-    versions: dict[str, str] = field(default_factory=dict)
-    sha256: str = ""
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str, path: Path) -> Metadata:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"metadata is not valid JSON ({exc})", path=path) from None
-        if not isinstance(data, dict):
-            raise ModelError("metadata is not a JSON object", path=path)
-        known = {f.name for f in dataclasses.fields(cls)}
-        missing = {"threshold", "ham", "spam", "sha256", "format"} - data.keys()
-        if missing:
-            raise ModelError(f"metadata lacks {', '.join(sorted(missing))}", path=path)
-        try:
-            meta = cls(**{k: v for k, v in data.items() if k in known})
-            meta = dataclasses.replace(meta, sources=tuple(meta.sources))
-            float(meta.threshold)
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"metadata has a wrong field ({exc})", path=path) from None
-        return meta
-
-
 def library_versions() -> dict[str, str]:
     return {
         "spamd": __version__,
@@ -170,74 +135,36 @@ def library_versions() -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Term:
-    term: str
-    weight: float  # contribution to the log-odds of spam
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    score: float
-    spam: bool
-    up: tuple[Term, ...]
-    down: tuple[Term, ...]
-
-
 class Model:
-    """A trained pipeline with its metadata: scores raw messages."""
+    """A fitted pipeline and the scorer made from it (which carries the metadata)."""
 
-    def __init__(self, pipeline: Pipeline, metadata: Metadata) -> None:
-        self.pipeline = pipeline
-        self.metadata = metadata
-
-    @property
-    def threshold(self) -> float:
-        return self.metadata.threshold
+    pipeline: Pipeline
+    scorer: Scorer
 
     @property
-    def version(self) -> str:
-        return self.metadata.sha256[:12] or "unsaved"
+    def metadata(self) -> Metadata:
+        return self.scorer.metadata
 
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.pipeline.named_steps["hash"].sizes)
 
-    def features(self, raw: bytes) -> Features:
-        return extract(parse(raw, self.metadata.max_bytes), self.channels)
-
-    def score(self, raw: bytes) -> float:
-        return float(self.score_features([self.features(raw)])[0])
-
-    def score_many(self, raws: Iterable[bytes]) -> np.ndarray:
-        return self.score_features([self.features(raw) for raw in raws])
-
-    def score_features(self, features: Sequence[Features]) -> np.ndarray:
-        if not features:
-            return np.empty(0)
-        return np.asarray(self.pipeline.predict_proba(features)[:, 1], dtype=float)
-
-    def is_spam(self, score: float) -> bool:
-        return bool(score >= self.threshold)
-
-    def explain(self, raw: bytes, top: int = 10) -> Explanation:
-        features = self.features(raw)
-        hasher: MessageHasher = self.pipeline.named_steps["hash"]
-        weighted = self.pipeline.named_steps["tfidf"].transform(hasher.transform([features]))
-        row = sp.csr_matrix(weighted)
-        coef = self.pipeline.named_steps["clf"].coef_[0]
-        names = hasher.columns_of(features)
-        terms = [
-            Term(names.get(int(col), f"#{col}"), float(value * coef[col]))
-            for col, value in zip(row.indices, row.data, strict=True)
-        ]
-        terms.sort(key=lambda t: t.weight)
-        score = float(self.score_features([features])[0])
-        return Explanation(
-            score=score,
-            spam=self.is_spam(score),
-            up=tuple(t for t in reversed(terms[-top:]) if t.weight > 0),
-            down=tuple(t for t in terms[:top] if t.weight < 0),
+def scorer_from(pipeline: Pipeline, metadata: Metadata) -> Scorer:
+    """The plain-array scorer equivalent to a fitted pipeline."""
+    hasher: MessageHasher = pipeline.named_steps["hash"]
+    tfidf: ColumnTransformer = pipeline.named_steps["tfidf"]
+    clf: LogisticRegression = pipeline.named_steps["clf"]
+    coef = clf.coef_[0]
+    channels = []
+    offset = 0
+    for name, size in hasher.sizes:
+        idf = tfidf.named_transformers_[name].idf_
+        channels.append(
+            Channel(
+                name,
+                np.asarray(idf, dtype=np.float32),
+                np.asarray(coef[offset : offset + size], dtype=np.float32),
+            )
         )
+        offset += size
+    return Scorer(channels, float(clf.intercept_[0]), metadata)
 
 
 def out_of_fold_scores(
@@ -280,7 +207,7 @@ def train(
     on_step(f"choosing the threshold ({folds}-fold)")
     oof = out_of_fold_scores(learner, counts, y, folds, seed)
     threshold = max(MIN_THRESHOLD, metrics.threshold_for_fpr(oof[y == 0], fp_budget))
-    held_out = metrics.report(y, oof, threshold)
+    held_out = metrics.report(y, oof, threshold).as_dict()
     on_step("fitting the final model")
     learner.fit(counts, y)
     fitted = Pipeline([pipeline.steps[0], *learner.steps])
@@ -289,42 +216,34 @@ def train(
         ham=n_ham,
         spam=n_spam,
         sources=tuple(sources),
-        metrics={
-            k: v
-            for k, v in held_out.as_dict().items()
-            if k
-            in {
-                "roc_auc",
-                "precision",
-                "recall",
-                "false_positive_rate",
-                "recall_at_fpr_0_1pct",
-                "recall_at_fpr_1pct",
-            }
-        },
+        metrics={k: held_out[k] for k in HELD_OUT_METRICS},
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         fp_budget=fp_budget,
         versions=library_versions(),
     )
-    return Model(fitted, metadata)
+    return Model(fitted, scorer_from(fitted, metadata))
 
 
-def metadata_path(model_path: Path) -> Path:
-    return model_path.with_suffix(".json")
-
-
-def save(model: Model, path: Path) -> Model:
-    """Write the pipeline and its metadata atomically; returns the model with its hash."""
+def save(model: Model, path: Path) -> Scorer:
+    """Write pipeline, weights and metadata atomically; returns the scorer with its hashes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    # Uncompressed on purpose: decompressing costs a scoring process ~70 MB of
+    # Uncompressed on purpose: decompressing costs a loading process ~70 MB of
     # peak memory, and the arrays are only ~10 MB.
     joblib.dump(model.pipeline, buffer, compress=0)
     blob = buffer.getvalue()
-    metadata = dataclasses.replace(model.metadata, sha256=hashlib.sha256(blob).hexdigest())
+    scorer = model.scorer
+    weights = scorer_lib.weights_bytes(scorer.channel_weights, scorer.intercept)
+    metadata = dataclasses.replace(
+        model.metadata,
+        sha256=hashlib.sha256(blob).hexdigest(),
+        weights_sha256=hashlib.sha256(weights).hexdigest(),
+    )
     _write_atomically(path, blob)
-    _write_atomically(metadata_path(path), metadata.to_json().encode())
-    return Model(model.pipeline, metadata)
+    _write_atomically(scorer_lib.weights_path(path), weights)
+    # The metadata goes last: until it is written, the old one refuses the new files.
+    _write_atomically(scorer_lib.metadata_path(path), metadata.to_json().encode())
+    return Scorer(scorer.channel_weights, scorer.intercept, metadata)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -342,28 +261,18 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def load(path: Path) -> Model:
-    """Load a model file after checking its permissions, checksum and versions."""
-    meta_file = metadata_path(path)
-    for file in (path, meta_file):
-        try:
-            mode = file.stat().st_mode
-        except FileNotFoundError:
-            what = "model file" if file == path else "metadata file beside the model"
-            raise ModelError(f"{what} not found; {RETRAIN_HINT}", path=file) from None
-        except OSError as exc:
-            raise ModelError(f"cannot read ({exc.strerror})", path=file) from None
-        if mode & stat.S_IWOTH:
-            raise ModelError(
-                "refusing a world-writable model file: anyone could have replaced it, and "
-                "loading it runs code; fix with `chmod o-w`",
-                path=file,
-            )
-    try:
-        blob = path.read_bytes()
-        meta = Metadata.from_json(meta_file.read_text(encoding="utf-8"), meta_file)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"cannot read ({exc})", path=path) from None
-    _check_compatible(meta, blob, path)
+    """Load a whole model (pipeline and scorer) after checking hashes and versions."""
+    scorer = scorer_lib.load(path)
+    meta = scorer.metadata
+    trained_with = meta.versions.get("scikit-learn", "?")
+    if _major_minor(trained_with) != _major_minor(sklearn.__version__):
+        raise ModelError(
+            f"trained with scikit-learn {trained_with}, this install has "
+            f"{sklearn.__version__}; {RETRAIN_HINT}",
+            path=path,
+        )
+    blob = scorer_lib.read_checked(path, "model file")
+    scorer_lib.check_digest(blob, meta.sha256, path)
     try:
         pipeline = joblib.load(io.BytesIO(blob))
     except Exception as exc:  # noqa: BLE001 - unpickling can raise anything
@@ -372,34 +281,7 @@ def load(path: Path) -> Model:
         ) from None
     if not isinstance(pipeline, Pipeline) or list(pipeline.named_steps) != ["hash", "tfidf", "clf"]:
         raise ModelError(f"not a spamd pipeline; {RETRAIN_HINT}", path=path)
-    return Model(pipeline, meta)
-
-
-def _check_compatible(meta: Metadata, blob: bytes, path: Path) -> None:
-    if meta.format != MODEL_FORMAT:
-        raise ModelError(
-            f"format {meta.format!r}, expected {MODEL_FORMAT!r}; {RETRAIN_HINT}", path=path
-        )
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != meta.sha256:
-        raise ModelError(
-            f"SHA-256 {digest[:12]}… does not match its metadata ({meta.sha256[:12]}…): "
-            "the file was changed or damaged; restore it or " + RETRAIN_HINT,
-            path=path,
-        )
-    if meta.feature_version != FEATURE_VERSION:
-        raise ModelError(
-            f"trained on feature format {meta.feature_version}, this spamd uses "
-            f"{FEATURE_VERSION}; {RETRAIN_HINT}",
-            path=path,
-        )
-    trained_with = meta.versions.get("scikit-learn", "?")
-    if _major_minor(trained_with) != _major_minor(sklearn.__version__):
-        raise ModelError(
-            f"trained with scikit-learn {trained_with}, this install has "
-            f"{sklearn.__version__}; {RETRAIN_HINT}",
-            path=path,
-        )
+    return Model(pipeline, scorer)
 
 
 def _major_minor(version: str) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ import pytest
 
 from spamd import corpus
 from spamd import model as model_lib
+from spamd.features import DEFAULT_CHANNELS
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -37,7 +38,7 @@ def corpora() -> Path:
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained on the shipped samples, saved with its metadata."""
-    examples = corpus.load_examples([SAMPLES], model_lib.DEFAULT_CHANNELS, 1 << 18)
+    examples = corpus.load_examples([SAMPLES], DEFAULT_CHANNELS, 1 << 18)
     trained = model_lib.train(examples.features, examples.labels, folds=3, sources=["samples"])
     path = tmp_path_factory.mktemp("model") / "small.joblib"
     model_lib.save(trained, path)
