@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from spamd import __version__, corpus, evaluation, metrics
+from spamd import config as config_lib
+from spamd import log as log_lib
 from spamd import scorer as scorer_lib
 from spamd.errors import SpamdError
 from spamd.features import DEFAULT_CHANNELS
@@ -25,6 +27,7 @@ from spamd.message import DEFAULT_MAX_BYTES
 T = TypeVar("T")
 BATCH = 256
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.joblib"
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,7 +109,33 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("file", metavar="FILE|-")
     explain.add_argument("--top", type=int, default=10, help="terms per direction")
     explain.set_defaults(handler=_explain)
+
+    run = commands.add_parser("run", help="watch the configured mailboxes (the daemon)")
+    _config_option(run)
+    run.set_defaults(handler=_run)
+
+    scan = commands.add_parser("scan", help="classify a backlog of existing mail now")
+    _config_option(scan)
+    scan.add_argument("--account", required=True, metavar="NAME")
+    scan.add_argument("--folder", metavar="F", help="folder to scan (default: the watched ones)")
+    scan.add_argument("--since", type=int, metavar="DAYS", help="only mail from the last DAYS days")
+    scan.set_defaults(handler=_scan)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    _config_option(check)
+    check.set_defaults(handler=_check_config)
+
+    demo = commands.add_parser(
+        "demo", help="run spamd against a private Dovecot on 127.0.0.1 with sample mail"
+    )
+    demo.add_argument("--samples", type=Path, default=SAMPLES, metavar="DIR")
+    _model_option(demo)
+    demo.set_defaults(handler=_demo)
     return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, metavar="FILE")
 
 
 def _model_option(parser: argparse.ArgumentParser) -> None:
@@ -248,6 +277,61 @@ def _explain(args: argparse.Namespace) -> int:
         if not terms:
             print("  (nothing)")
     return 0
+
+
+def _load_config(args: argparse.Namespace) -> config_lib.Config:
+    default = Path(os.environ.get("SPAMD_MODEL", DEFAULT_MODEL))
+    return config_lib.load(args.config, default)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    log_lib.configure(config.log_level, config.log_format)
+    from spamd import service  # noqa: PLC0415 - the daemon's imports only for daemon commands
+
+    return service.run(config, log=log_lib.get(), default_model=DEFAULT_MODEL)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    account = config.account(args.account)
+    log_lib.configure(config.log_level, config.log_format, stream=sys.stderr)
+    from spamd import service  # noqa: PLC0415
+
+    folders = [args.folder] if args.folder else list(account.folders)
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm  # noqa: PLC0415
+
+        bar = tqdm(desc="scanning", unit=" msg", file=sys.stderr)
+    counts = service.scan(
+        config,
+        account,
+        folders,
+        args.since,
+        log=log_lib.get(),
+        progress=bar.update if bar else lambda n: None,
+        total=(lambda n: setattr(bar, "total", n)) if bar else lambda n: None,
+    )
+    if bar:
+        bar.close()
+    summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing new"
+    print(f"scanned {sum(counts.values())} messages of {account.name}: {summary}")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    scorer_lib.load(config.model_path)
+    folders = sum(len(a.folders) for a in config.accounts)
+    print(f"{args.config}: OK ({len(config.accounts)} accounts, {folders} folders)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from spamd import demo  # noqa: PLC0415
+
+    return demo.main(args.samples, args.model)
 
 
 if __name__ == "__main__":

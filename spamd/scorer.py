@@ -33,7 +33,7 @@ import numpy as np
 
 from spamd.errors import ModelError
 from spamd.features import FEATURE_VERSION, Features, extract
-from spamd.message import DEFAULT_MAX_BYTES, parse
+from spamd.message import DEFAULT_MAX_BYTES, ParsedMessage, parse
 
 MODEL_FORMAT = "spamd-model/2"
 DEFAULT_FP_BUDGET = 0.001
@@ -149,6 +149,9 @@ class Scorer:
 
     def score(self, raw: bytes) -> float:
         return self._score(self.features(raw))
+
+    def score_parsed(self, message: ParsedMessage) -> float:
+        return self._score(extract(message, self.channels))
 
     def score_many(self, raws: Iterable[bytes]) -> np.ndarray:
         return np.array([self.score(raw) for raw in raws], dtype=float)

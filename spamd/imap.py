@@ -1,0 +1,311 @@
+"""The IMAP adapter: the only module that imports imapclient.
+
+`Connection` offers the few operations spamd needs, in UIDs, and maps every
+library, socket and TLS error onto the `spamd.errors` tree:
+`TransientMailboxError` (reconnect with backoff), `AuthError` (credentials
+refused) and `MailboxError` (the server said NO to one command).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import partial
+from typing import Any, TypeVar
+
+import imapclient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+from spamd.config import Account
+from spamd.errors import AuthError, MailboxError, TransientMailboxError
+
+T = TypeVar("T")
+JUNK_FLAG = b"\\Junk"
+FETCH_CHUNK = 500  # UIDs per FETCH: far below Dovecot's 64 KB command line
+MOVE_CHUNK = 1000
+JUNK_KEYWORD = "$Junk"
+NOT_JUNK_KEYWORD = "$NotJunk"
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    name: str
+    uidvalidity: int
+    uidnext: int
+    exists: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    uid: int
+    raw: bytes  # at most the requested number of bytes
+    size: int  # the whole message's size on the server
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IdleEvents:
+    new_mail: bool  # EXISTS (or anything else that may mean mail to look at)
+
+
+@contextlib.contextmanager
+def _mapped(what: str, account: str) -> Iterator[None]:
+    """Turn library, socket and TLS errors into spamd's error tree."""
+    try:
+        yield
+    except LoginError as exc:
+        raise AuthError(f"{account}: login refused ({_text(exc)})") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise TransientMailboxError(
+            f"{account}: TLS certificate not trusted ({exc.verify_message}); "
+            "set ca_file: to the server's CA"
+        ) from None
+    except (IMAPClientAbortError, imaplib.IMAP4.abort, OSError, EOFError) as exc:
+        raise TransientMailboxError(
+            f"{account}: connection lost during {what} ({_text(exc)})"
+        ) from None
+    except (IMAPClientError, imaplib.IMAP4.error) as exc:
+        raise MailboxError(f"{account}: {what} failed ({_text(exc)})") from None
+
+
+def _text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace("\r", " ").replace("\n", " ")[:200]
+
+
+def tls_context(account: Account) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
+    if not account.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Connection:
+    """One logged-in IMAP connection of one account."""
+
+    def __init__(self, client: imapclient.IMAPClient, account: Account) -> None:
+        self._client = client
+        self.account = account
+        self.capabilities = frozenset(c.decode().upper() for c in client.capabilities())
+        self.selected: str | None = None
+        self._idling = False
+
+    @classmethod
+    def open(cls, account: Account, secret: Callable[[], str] | None = None) -> Connection:
+        """Connect, secure the connection as configured, and log in."""
+        name = account.name
+        with _mapped("connect", name):
+            client = imapclient.IMAPClient(
+                account.host,
+                port=account.port,
+                ssl=account.tls == "ssl",
+                ssl_context=tls_context(account) if account.tls == "ssl" else None,
+                timeout=account.timeout,
+            )
+        try:
+            with _mapped("STARTTLS", name):
+                if account.tls == "starttls":
+                    if not client.has_capability("STARTTLS"):
+                        raise MailboxError(
+                            f"{name}: the server offers no STARTTLS; refusing to log in "
+                            "in plain text (set tls: none only on a trusted network)"
+                        )
+                    client.starttls(tls_context(account))
+            _keepalive(client.socket())
+            password = (secret or account.password.reveal)()
+            with _mapped("login", name):
+                client.login(account.username, password)
+            return cls(client, account)
+        except BaseException:
+            _close_quietly(client)
+            raise
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        with _mapped(what, self.account.name):
+            return fn()
+
+    def find_junk(self) -> str:
+        """The Junk folder: as configured, else SPECIAL-USE \\Junk, else "Junk" (created)."""
+        folders = self._call("LIST", self._client.list_folders)
+        names = {name for _, _, name in folders}
+        wanted = self.account.junk_folder
+        if wanted is None:
+            for flags, _, name in folders:
+                if JUNK_FLAG in flags:
+                    return str(name)
+            wanted = "Junk"
+        if wanted not in names:
+            self._call("CREATE", lambda: self._client.create_folder(wanted))
+        return wanted
+
+    def folder_names(self) -> list[str]:
+        return [str(name) for _, _, name in self._call("LIST", self._client.list_folders)]
+
+    def select(self, folder: str) -> FolderStatus:
+        self._stop_idle()
+        info = self._call(f"SELECT {folder}", lambda: self._client.select_folder(folder))
+        self.selected = folder
+        return FolderStatus(
+            folder,
+            int(info.get(b"UIDVALIDITY", 0)),
+            int(info.get(b"UIDNEXT", 0)),
+            int(info.get(b"EXISTS", 0)),
+        )
+
+    def status(self, folder: str) -> FolderStatus:
+        info = self._call(
+            f"STATUS {folder}",
+            lambda: self._client.folder_status(folder, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"]),
+        )
+        return FolderStatus(
+            folder, int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]), int(info[b"MESSAGES"])
+        )
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above `last_uid` in the selected folder, ascending."""
+        # "N:*" always matches the highest UID, even when it is below N.
+        found = self._call("SEARCH", lambda: self._client.search(["UID", f"{last_uid + 1}:*"]))
+        return sorted(uid for uid in found if uid > last_uid)
+
+    def uids_since(self, day: date | None) -> list[int]:
+        criteria: list[Any] = ["SINCE", day] if day else ["ALL"]
+        return sorted(self._call("SEARCH", lambda: self._client.search(criteria)))
+
+    def existing(self, uids: Sequence[int]) -> set[int]:
+        """Which of these UIDs are still in the selected folder."""
+        found: set[int] = set()
+        for chunk in _chunks(uids, FETCH_CHUNK):
+            found |= set(
+                self._call("SEARCH", partial(self._client.search, ["UID", _uid_set(chunk)]))
+            )
+        return found
+
+    def search_header(self, name: str, value: str) -> list[int]:
+        return sorted(self._call("SEARCH", lambda: self._client.search(["HEADER", name, value])))
+
+    def fetch(self, uids: Sequence[int], max_bytes: int) -> list[Fetched]:
+        """The first `max_bytes` of each message (never marking it \\Seen)."""
+        part = f"BODY.PEEK[]<0.{max_bytes}>"
+        out: list[Fetched] = []
+        for chunk in _chunks(uids, FETCH_CHUNK):
+            data = self._call(
+                "FETCH", partial(self._client.fetch, chunk, [part, "RFC822.SIZE", "FLAGS"])
+            )
+            for uid in chunk:
+                item = data.get(uid)
+                if item is None:  # expunged meanwhile
+                    continue
+                raw = item.get(b"BODY[]<0>", item.get(b"BODY[]", b"")) or b""
+                flags = tuple(
+                    f.decode(errors="replace") if isinstance(f, bytes) else str(f)
+                    for f in item.get(b"FLAGS", ())
+                )
+                out.append(Fetched(uid, bytes(raw), int(item.get(b"RFC822.SIZE", len(raw))), flags))
+        return out
+
+    def fetch_message_ids(self, uids: Sequence[int]) -> dict[int, str]:
+        part = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
+        out: dict[int, str] = {}
+        for chunk in _chunks(uids, FETCH_CHUNK):
+            data = self._call("FETCH", partial(self._client.fetch, chunk, [part]))
+            for uid, item in data.items():
+                header = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER")), b"")
+                _, _, value = bytes(header or b"").decode("ascii", "replace").partition(":")
+                out[uid] = value.strip()
+        return out
+
+    @property
+    def has_move(self) -> bool:
+        return "MOVE" in self.capabilities
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        """UID MOVE (RFC 6851): atomic on the server. See `copy` and `delete` for the fallback."""
+        for chunk in _chunks(uids, MOVE_CHUNK):
+            self._call("MOVE", partial(self._client.move, chunk, folder))
+
+    def copy(self, uids: Sequence[int], folder: str) -> None:
+        self._call("COPY", lambda: self._client.copy(list(uids), folder))
+
+    def delete(self, uids: Sequence[int]) -> None:
+        """Expunge exactly these UIDs (UIDPLUS), never other \\Deleted mail."""
+        if "UIDPLUS" not in self.capabilities:
+            raise MailboxError(
+                f"{self.account.name}: the server has neither MOVE nor UIDPLUS; "
+                "spamd will not EXPUNGE other people's deleted mail: use mode: flag"
+            )
+        self._call("STORE", lambda: self._client.add_flags(list(uids), [imapclient.DELETED]))
+        self._call("UID EXPUNGE", lambda: self._client.uid_expunge(list(uids)))
+
+    def add_keywords(self, uids: Sequence[int], keywords: Sequence[str]) -> None:
+        if uids:
+            self._call("STORE", lambda: self._client.add_flags(list(uids), list(keywords)))
+
+    def append(self, folder: str, raw: bytes, flags: Sequence[str] = ()) -> None:
+        self._call("APPEND", lambda: self._client.append(folder, raw, flags=list(flags)))
+
+    def noop(self) -> None:
+        self._stop_idle()
+        self._call("NOOP", self._client.noop)
+
+    @property
+    def has_idle(self) -> bool:
+        return "IDLE" in self.capabilities
+
+    def idle_wait(self, timeout: float) -> IdleEvents:
+        """IDLE on the selected folder for up to `timeout` seconds; returns early on news."""
+        if not self._idling:
+            self._call("IDLE", self._client.idle)
+            self._idling = True
+        started = time.monotonic()
+        responses = self._call("IDLE", lambda: self._client.idle_check(timeout=timeout))
+        if not responses and time.monotonic() - started < timeout / 2:
+            # imapclient returns [] early when the server closed the connection:
+            # leaving IDLE raises then, and the caller reconnects.
+            self._stop_idle()
+        news = any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+        return IdleEvents(new_mail=news)
+
+    def _stop_idle(self) -> None:
+        if self._idling:
+            self._idling = False
+            self._call("DONE", self._client.idle_done)
+
+    def logout(self) -> None:
+        """Leave IDLE and log out; never raises (the connection may be gone)."""
+        try:
+            self._stop_idle()
+            self._call("LOGOUT", self._client.logout)
+        except MailboxError:
+            _close_quietly(self._client)
+
+    def close(self) -> None:
+        _close_quietly(self._client)
+
+
+def _close_quietly(client: imapclient.IMAPClient) -> None:
+    with contextlib.suppress(Exception):
+        client.shutdown()
+
+
+def _keepalive(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 20)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _uid_set(uids: Sequence[int]) -> str:
+    return ",".join(str(u) for u in uids)

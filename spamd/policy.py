@@ -1,0 +1,53 @@
+"""What to do with a scored message. Pure: score and settings in, verdict out."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Literal
+
+Action = Literal["move", "flag", "log", "keep"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    spam: bool
+    action: Action  # move: to Junk; flag: set $Junk; log: dry run; keep: leave it
+    reason: str  # "score", "allow-list", "block-list", "unreadable"
+
+
+def listed(address: str, entries: Collection[str]) -> bool:
+    """Whether an address matches an entry: the address itself, or its domain or a parent."""
+    address = address.lower()
+    domain = address.rpartition("@")[2]
+    for entry in entries:
+        if "@" in entry:
+            if address == entry:
+                return True
+        elif domain == entry or domain.endswith("." + entry):
+            return True
+    return False
+
+
+def decide(
+    score: float,
+    threshold: float,
+    sender: str,
+    *,
+    mode: Literal["move", "flag", "dry_run"],
+    allow: Collection[str] = (),
+    block: Collection[str] = (),
+) -> Verdict:
+    if sender and listed(sender, allow):
+        return Verdict(spam=False, action="keep", reason="allow-list")
+    if sender and listed(sender, block):
+        spam, reason = True, "block-list"
+    else:
+        spam, reason = score >= threshold, "score"
+    if not spam:
+        return Verdict(spam=False, action="keep", reason=reason)
+    action: Action = {"move": "move", "flag": "flag", "dry_run": "log"}[mode]  # type: ignore[assignment]
+    return Verdict(spam=True, action=action, reason=reason)
+
+
+UNREADABLE = Verdict(spam=False, action="keep", reason="unreadable")

@@ -1,0 +1,249 @@
+"""A private Dovecot on 127.0.0.1, for the demo, the tests and the benchmarks.
+
+It runs in the foreground from its own directory (config, mail, sockets, logs,
+a self-signed certificate), with a plain/STARTTLS listener and an implicit-TLS
+listener, a ``Junk`` folder with SPECIAL-USE ``\\Junk``, and settings that keep
+tests fast (no delay after a failed login, IDLE checks every second). Debian's
+``dovecot-imapd`` provides the binary. As root, mail and logins run as
+``nobody``, since Dovecot refuses uid 0 for both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spamd.errors import SpamdError
+
+DOVECOT = "/usr/sbin/dovecot"
+# Dovecot 2.3's post-login capabilities, for hiding one of them (e.g. MOVE or IDLE).
+CAPABILITIES = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
+    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
+    "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES "
+    "WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW "
+    "STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
+)
+
+
+class SandboxError(SpamdError):
+    """The private Dovecot could not be started."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Dovecot:
+    root: Path
+    users: dict[str, str]
+    hide: Sequence[str] = ()  # capabilities to hide, e.g. ("MOVE",)
+    imap_port: int = field(default_factory=free_port)
+    imaps_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def cert(self) -> Path:
+        return self.root / "cert.pem"
+
+    def start(self) -> Dovecot:
+        if not Path(DOVECOT).exists():
+            raise SandboxError(
+                f"{DOVECOT} not found: install Debian's dovecot-imapd (scripts/setup does)"
+            )
+        self._write_files()
+        log = (self.root / "dovecot.out").open("ab")
+        self.process = subprocess.Popen(
+            [DOVECOT, "-F", "-c", str(self.root / "dovecot.conf")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self._wait_ready()
+        return self
+
+    def stop(self) -> None:
+        """Stop this instance only (its own process group), at once."""
+        if self.process and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def restart(self, pause: float = 0.0) -> None:
+        self.stop()
+        time.sleep(pause)
+        self.start()
+
+    def _wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.imap_port), timeout=1) as sock:
+                    if sock.recv(100).startswith(b"* OK"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        output = (self.root / "dovecot.out").read_text(errors="replace")[-2000:]
+        log = (
+            (self.root / "dovecot.log").read_text(errors="replace")[-2000:]
+            if (self.root / "dovecot.log").exists()
+            else ""
+        )
+        raise SandboxError(f"dovecot did not start:\n{output}\n{log}")
+
+    def _write_files(self) -> None:
+        root = self.root
+        for sub in ("run", "state", "mail"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        as_root = os.geteuid() == 0
+        user = pwd.getpwnam("nobody") if as_root else pwd.getpwuid(os.geteuid())
+        if as_root:
+            os.chown(root / "mail", user.pw_uid, user.pw_gid)
+        if not self.cert.exists():
+            _self_signed(root)
+        lines = [
+            f"{name}:{{PLAIN}}{password}:{user.pw_uid}:{user.pw_gid}::{root}/mail/{name}::"
+            for name, password in self.users.items()
+        ]
+        (root / "users").write_text("\n".join(lines) + "\n")
+        capability = ""
+        if self.hide:
+            shown = " ".join(c for c in CAPABILITIES.split() if c not in set(self.hide))
+            capability = f"imap_capability = {shown}"
+        internal = f"default_internal_user = {user.pw_name}\ndefault_login_user = {user.pw_name}\n"
+        group = _group_name(user.pw_gid)
+        internal += f"default_internal_group = {group}\n"
+        (root / "dovecot.conf").write_text(
+            _CONFIG.format(
+                root=root,
+                imap=self.imap_port,
+                imaps=self.imaps_port,
+                internal=internal,
+                capability=capability,
+                uid=user.pw_uid,
+            )
+        )
+
+    def set_users(self, users: dict[str, str]) -> None:
+        """Change passwords or add users; Dovecot reads the file on each login."""
+        self.users = users
+        self._write_files()
+
+
+def _group_name(gid: int) -> str:
+    import grp  # noqa: PLC0415 - only here
+
+    return grp.getgrgid(gid).gr_name
+
+
+def _self_signed(root: Path) -> None:
+    subprocess.run(
+        [
+            shutil.which("openssl") or "openssl",
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+            "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    (root / "key.pem").chmod(0o644)  # a throwaway key; Dovecot reads it as the login user
+
+
+@contextlib.contextmanager
+def running(users: dict[str, str], hide: Sequence[str] = ()) -> Iterator[Dovecot]:
+    """A started Dovecot in a fresh directory, stopped and removed afterwards."""
+    # /tmp and 0755: as root, Dovecot's `nobody` must be able to enter it.
+    root = Path(tempfile.mkdtemp(prefix="spamd-dovecot-", dir="/tmp"))
+    root.chmod(0o755)
+    server = Dovecot(root, users, hide)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_CONFIG = """\
+base_dir = {root}/run
+state_dir = {root}/state
+instance_name = spamd-sandbox-{imap}
+log_path = {root}/dovecot.log
+listen = 127.0.0.1
+protocols = imap
+{internal}first_valid_uid = {uid}
+last_valid_uid = 0
+ssl = yes
+ssl_cert = <{root}/cert.pem
+ssl_key = <{root}/key.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+mail_location = maildir:~/Maildir
+mail_max_userip_connections = 2000
+mailbox_idle_check_interval = 1 secs
+{capability}
+passdb {{
+  driver = passwd-file
+  args = {root}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = {root}/users
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Junk {{
+    special_use = \\Junk
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+    auto = subscribe
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps}
+    ssl = yes
+  }}
+  process_limit = 1000
+  client_limit = 1000
+  service_count = 0
+}}
+service imap {{
+  process_limit = 2000
+  client_limit = 1
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+default_client_limit = 4000
+default_process_limit = 2000
+"""

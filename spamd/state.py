@@ -1,0 +1,233 @@
+"""Durable state in SQLite (WAL): where each folder was read up to, and every decision.
+
+Crash safety comes from the order of writes, driven by the watcher:
+
+1. decisions for a batch of new UIDs are inserted together with the folder's
+   new ``last_uid`` in one transaction: spam as ``pending``, the rest ``done``;
+2. the server is changed (MOVE, or COPY + STORE + UID EXPUNGE; or a keyword);
+3. the decisions are marked ``done``.
+
+A crash before 1 leaves nothing recorded: the batch is fetched again. A crash
+between 1 and 3 leaves ``pending`` rows, which the next sync finishes: a UID
+still in the folder is moved, a UID gone was moved already. No message is
+classified twice, skipped, or moved twice. Rows are keyed by UIDVALIDITY, so a
+UIDVALIDITY change never confuses old UIDs with new ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from spamd.errors import SpamdError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS folders (
+    account TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    last_uid INTEGER NOT NULL,
+    PRIMARY KEY (account, folder)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    score REAL NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    at REAL NOT NULL,
+    status TEXT NOT NULL,      -- pending | copying | done | gone
+    attempts INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account, folder, uidvalidity, uid)
+);
+CREATE INDEX IF NOT EXISTS decisions_by_message ON decisions (account, message_id);
+CREATE INDEX IF NOT EXISTS decisions_pending ON decisions (account, folder, status)
+    WHERE status IN ('pending', 'copying');
+"""
+SCHEMA_VERSION = 1
+
+
+class StateError(SpamdError):
+    """The state database cannot be opened or is from an unknown version."""
+
+
+@dataclass(frozen=True, slots=True)
+class FolderMark:
+    uidvalidity: int
+    last_uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    account: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    message_id: str
+    content_hash: str
+    score: float
+    action: str  # policy.Action
+    reason: str
+    model_version: str
+    status: str = "done"
+    at: float = 0.0
+
+
+class State:
+    """Thread-safe: watcher threads share one connection behind a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise StateError(f"{path}: state from a newer spamd (schema {version})")
+            self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StateError(f"{path}: cannot open the state database ({exc})") from None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def mark(self, account: str, folder: str) -> FolderMark | None:
+        rows = self._query(
+            "SELECT uidvalidity, last_uid FROM folders WHERE account=? AND folder=?",
+            (account, folder),
+        )
+        return FolderMark(int(rows[0][0]), int(rows[0][1])) if rows else None  # type: ignore[call-overload]
+
+    def set_mark(self, account: str, folder: str, mark: FolderMark) -> None:
+        with self._transaction() as db:
+            _upsert_mark(db, account, folder, mark)
+
+    def record(
+        self, decisions: Sequence[Decision], account: str, folder: str, mark: FolderMark | None
+    ) -> None:
+        """Step 1: decisions of a batch and the folder's new mark (if any), atomically."""
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO decisions (account, folder, uidvalidity, uid, message_id, "
+                "content_hash, score, action, reason, model_version, at, status) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (d.account, d.folder, d.uidvalidity, d.uid, d.message_id, d.content_hash,
+                     d.score, d.action, d.reason, d.model_version, d.at or now, d.status)
+                    for d in decisions
+                ],
+            )  # fmt: skip
+            if mark is not None:
+                _upsert_mark(db, account, folder, mark)
+
+    def set_status(
+        self, decisions: Sequence[Decision], status: str, *, attempt: bool = False
+    ) -> None:
+        if not decisions:
+            return
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE decisions SET status=?, attempts=attempts+? "
+                "WHERE account=? AND folder=? AND uidvalidity=? AND uid=?",
+                [
+                    (status, int(attempt), d.account, d.folder, d.uidvalidity, d.uid)
+                    for d in decisions
+                ],
+            )
+
+    def unfinished(self, account: str, folder: str, uidvalidity: int) -> list[Decision]:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM decisions WHERE account=? AND folder=? AND uidvalidity=? "  # noqa: S608 - constant columns
+            "AND status IN ('pending', 'copying') ORDER BY uid",
+            (account, folder, uidvalidity),
+        )
+        return [_decision(row) for row in rows]
+
+    def decided_uids(
+        self, account: str, folder: str, uidvalidity: int, uids: Sequence[int]
+    ) -> set[int]:
+        if not uids:
+            return set()
+        rows = self._query(
+            "SELECT uid FROM decisions WHERE account=? AND folder=? AND uidvalidity=? "  # noqa: S608 - placeholders only
+            f"AND uid BETWEEN ? AND ? AND uid IN ({','.join('?' * len(uids))})",
+            (account, folder, uidvalidity, min(uids), max(uids), *uids),
+        )
+        return {int(row[0]) for row in rows}  # type: ignore[call-overload]
+
+    def decided_message_ids(self, account: str, folder: str) -> set[str]:
+        rows = self._query(
+            "SELECT DISTINCT message_id FROM decisions "
+            "WHERE account=? AND folder=? AND message_id!=''",
+            (account, folder),
+        )
+        return {str(row[0]) for row in rows}
+
+    def decisions(self, account: str | None = None, limit: int = 1000) -> list[Decision]:
+        where, args = ("WHERE account=?", [account]) if account else ("", [])
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM decisions {where} ORDER BY id DESC LIMIT ?",  # noqa: S608
+            (*args, limit),
+        )
+        return [_decision(row) for row in rows]
+
+    def checkpoint(self) -> None:
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+_COLUMNS = (
+    "account, folder, uidvalidity, uid, message_id, content_hash, score, action, reason, "
+    "model_version, status, at"
+)
+
+
+def _decision(row: tuple[object, ...]) -> Decision:
+    a, f, v, u, m, h, s, act, r, mv, st, at = row
+    return Decision(
+        str(a), str(f), int(v), int(u), str(m), str(h), float(s), str(act), str(r), str(mv),  # type: ignore[call-overload, arg-type]
+        str(st), float(at),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _upsert_mark(db: sqlite3.Connection, account: str, folder: str, mark: FolderMark) -> None:
+    db.execute(
+        "INSERT INTO folders (account, folder, uidvalidity, last_uid) VALUES (?,?,?,?) "
+        "ON CONFLICT (account, folder) DO UPDATE SET uidvalidity=excluded.uidvalidity, "
+        "last_uid=MAX(CASE WHEN folders.uidvalidity=excluded.uidvalidity THEN folders.last_uid "
+        "ELSE 0 END, excluded.last_uid)",
+        (account, folder, mark.uidvalidity, mark.last_uid),
+    )

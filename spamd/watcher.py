@@ -1,0 +1,373 @@
+"""One watched folder of one account: sync, classify, act, then IDLE or wait for a poll.
+
+A `FolderWatcher` owns one IMAP connection, used only by its own thread. Its
+collaborators are passed in: a `connect` function (returns an
+`imap.Connection`-like object), the current model, the state store, a logger
+and a stop event. The lifecycle is a loop of states:
+
+    connecting -> syncing -> waiting (IDLE, or for a poll) -> syncing ...
+    any error  -> backing off (capped exponential, jittered) -> connecting
+
+`sync` is written so that a crash at any point is safe (see `state.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+from spamd import policy
+from spamd.config import Account
+from spamd.errors import AuthError, MailboxError, TransientMailboxError
+from spamd.imap import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Fetched, FolderStatus, IdleEvents
+from spamd.message import parse
+from spamd.scorer import Scorer
+from spamd.state import Decision, FolderMark, State
+
+BATCH = 200  # UIDs fetched, decided and recorded together
+IDLE_REFRESH = 600.0  # RFC 2177: re-issue IDLE at least every 29 minutes; we do every <= 10
+IDLE_TICK = 1.0  # how often an IDLE wait looks at the stop and wake flags
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 300.0
+AUTH_BACKOFF_MAX = 1800.0  # a refused password is retried, but rarely
+
+
+class Mailbox(Protocol):
+    """What a watcher needs of a connection (`imap.Connection` provides it)."""
+
+    @property
+    def has_idle(self) -> bool: ...
+    @property
+    def has_move(self) -> bool: ...
+
+    def find_junk(self) -> str: ...
+    def select(self, folder: str) -> FolderStatus: ...
+    def uids_after(self, last_uid: int) -> list[int]: ...
+    def uids_since(self, day: date | None) -> list[int]: ...
+    def existing(self, uids: Sequence[int]) -> set[int]: ...
+    def search_header(self, name: str, value: str) -> list[int]: ...
+    def fetch(self, uids: Sequence[int], max_bytes: int) -> list[Fetched]: ...
+    def fetch_message_ids(self, uids: Sequence[int]) -> dict[int, str]: ...
+    def move(self, uids: Sequence[int], folder: str) -> None: ...
+    def copy(self, uids: Sequence[int], folder: str) -> None: ...
+    def delete(self, uids: Sequence[int]) -> None: ...
+    def add_keywords(self, uids: Sequence[int], keywords: Sequence[str]) -> None: ...
+    def idle_wait(self, timeout: float) -> IdleEvents: ...
+    def noop(self) -> None: ...
+    def logout(self) -> None: ...
+
+
+@dataclass
+class Health:
+    """What the service reports about one watcher (for logs, READY and /healthz)."""
+
+    connected: bool = False
+    last_sync: float = 0.0  # time.time() of the last completed sync
+    last_error: str = ""
+    failures: int = 0  # consecutive
+    junk_folder: str = ""
+    idle: bool = False
+    handled: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # action -> messages
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter."""
+
+    def __init__(self, rng: random.Random, first: float = BACKOFF_FIRST) -> None:
+        self._rng = rng
+        self._first = first
+        self.failures = 0
+
+    def next(self, cap: float) -> float:
+        self.failures += 1
+        ceiling = min(cap, self._first * 2 ** (self.failures - 1))
+        return float(ceiling / 2 + self._rng.uniform(0, ceiling / 2))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class FolderWatcher:
+    def __init__(
+        self,
+        account: Account,
+        folder: str,
+        *,
+        connect: Callable[[Account], Mailbox],
+        model: Callable[[], Scorer],
+        state: State,
+        log: Any,
+        stop: threading.Event,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.account = account
+        self.folder = folder
+        self._connect = connect
+        self._model = model
+        self._state = state
+        self._log = log.bind(account=account.name, folder=folder)
+        self._stop = stop
+        self._rng = rng or random.Random()
+        self.wake = threading.Event()  # set by a poll job, housekeeping or shutdown
+        self.health = Health()
+
+    # -- the thread -------------------------------------------------------------
+
+    def run(self) -> None:
+        backoff = Backoff(self._rng)
+        while not self._stop.is_set():
+            mailbox: Mailbox | None = None
+            try:
+                mailbox = self._connect(self.account)
+                junk = mailbox.find_junk()
+                self.health.connected, self.health.junk_folder = True, junk
+                self.health.idle = self.account.idle and mailbox.has_idle
+                self._log.info("connected", junk=junk, idle=self.health.idle)
+                self._serve(mailbox, junk, backoff)
+                delay = 0.0
+            except AuthError as exc:
+                delay = self._failed(exc, backoff, AUTH_BACKOFF_MAX)
+            except MailboxError as exc:  # transient or a refused command: reconnect
+                delay = self._failed(exc, backoff, BACKOFF_MAX)
+            finally:
+                self.health.connected = False
+                if mailbox is not None:
+                    mailbox.logout()
+            self._stop.wait(delay)
+        self._log.info("stopped")
+
+    def _failed(self, exc: Exception, backoff: Backoff, cap: float) -> float:
+        delay = backoff.next(cap)
+        self.health.last_error, self.health.failures = str(exc), backoff.failures
+        level = "error" if isinstance(exc, AuthError) or backoff.failures > 3 else "warning"
+        getattr(self._log, level)(
+            "connection_failed",
+            error=str(exc),
+            kind=type(exc).__name__,
+            retry_in=round(delay, 1),
+            failures=backoff.failures,
+        )
+        return delay
+
+    def _serve(self, mailbox: Mailbox, junk: str, backoff: Backoff) -> None:
+        while not self._stop.is_set():
+            self.wake.clear()
+            self.sync(mailbox, junk)
+            backoff.reset()
+            self.health.failures, self.health.last_error = 0, ""
+            if self.health.idle:
+                self._idle(mailbox)
+            else:
+                self.wake.wait()  # an APScheduler job wakes polling folders
+
+    def _idle(self, mailbox: Mailbox) -> None:
+        refresh_at = time.monotonic() + IDLE_REFRESH * self._rng.uniform(0.8, 1.0)
+        while not self._stop.is_set() and not self.wake.is_set():
+            left = refresh_at - time.monotonic()
+            if left <= 0:
+                break
+            if mailbox.idle_wait(min(IDLE_TICK, left)).new_mail:
+                break
+        mailbox.noop()  # leaves IDLE; also proves the connection is alive
+
+    # -- one sync ---------------------------------------------------------------
+
+    def sync(self, mailbox: Mailbox, junk: str) -> None:
+        """Handle every message that arrived since the last sync, and finish unfinished moves."""
+        status = mailbox.select(self.folder)
+        name = self.account.name
+        mark = self._state.mark(name, self.folder)
+        skip: set[int] = set()
+        if mark is None:
+            start = 0 if self.account.scan_existing else status.uidnext - 1
+            mark = FolderMark(status.uidvalidity, max(0, start))
+            self._state.set_mark(name, self.folder, mark)
+            self._log.info(
+                "first_sync", existing=status.exists, scan_existing=self.account.scan_existing
+            )
+        elif mark.uidvalidity != status.uidvalidity:
+            skip = self._uidvalidity_changed(mailbox, mark, status)
+            mark = FolderMark(status.uidvalidity, 0)
+        self._finish_unfinished(mailbox, junk, status.uidvalidity)
+        self.handle(mailbox, junk, status.uidvalidity, mailbox.uids_after(mark.last_uid), skip=skip)
+        self.health.last_sync = time.time()
+
+    def handle(
+        self,
+        mailbox: Mailbox,
+        junk: str,
+        uidvalidity: int,
+        uids: Sequence[int],
+        *,
+        skip: set[int] | None = None,
+        advance: bool = True,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        """Decide and act on these UIDs of the selected folder, in batches.
+
+        `advance` moves the folder's mark past them (the daemon's new mail);
+        a backlog scan leaves the mark alone. UIDs decided before are skipped.
+        """
+        for start in range(0, len(uids), BATCH):
+            if self._stop.is_set():
+                break
+            batch = list(uids[start : start + BATCH])
+            decided = self._state.decided_uids(self.account.name, self.folder, uidvalidity, batch)
+            todo = [u for u in batch if u not in decided and u not in (skip or ())]
+            self._handle(
+                mailbox,
+                junk,
+                uidvalidity,
+                todo,
+                FolderMark(uidvalidity, batch[-1]) if advance else None,
+            )
+            progress(len(batch))
+
+    def _uidvalidity_changed(
+        self, mailbox: Mailbox, mark: FolderMark, status: FolderStatus
+    ) -> set[int]:
+        """Old UIDs mean nothing now: re-read the folder, skipping messages already decided."""
+        self._log.warning("uidvalidity_changed", old=mark.uidvalidity, new=status.uidvalidity)
+        self._state.set_mark(self.account.name, self.folder, FolderMark(status.uidvalidity, 0))
+        decided = self._state.decided_message_ids(self.account.name, self.folder)
+        ids = mailbox.fetch_message_ids(mailbox.uids_after(0))
+        return {uid for uid, mid in ids.items() if mid and mid in decided}
+
+    def _handle(
+        self,
+        mailbox: Mailbox,
+        junk: str,
+        uidvalidity: int,
+        uids: list[int],
+        mark: FolderMark | None,
+    ) -> None:
+        started = time.perf_counter()
+        fetched = mailbox.fetch(uids, self.account.fetch_bytes) if uids else []
+        fetch_ms = (time.perf_counter() - started) * 1000 / max(1, len(fetched))
+        scorer = self._model()
+        decisions: list[Decision] = []
+        timings: dict[int, float] = {}
+        for message in fetched:
+            t0 = time.perf_counter()
+            decisions.append(self._decide(message, scorer, uidvalidity))
+            timings[message.uid] = fetch_ms + (time.perf_counter() - t0) * 1000
+        self._state.record(decisions, self.account.name, self.folder, mark)
+        t0 = time.perf_counter()
+        outcome = self._apply(mailbox, junk, [d for d in decisions if d.status == "pending"])
+        if self.account.set_keywords:
+            self._keyword(mailbox, [d for d in decisions if d.action == "keep"], NOT_JUNK_KEYWORD)
+        apply_ms = (time.perf_counter() - t0) * 1000 / max(1, len(decisions))
+        for d in decisions:
+            action = outcome.get(d.uid, d.action)
+            self.health.handled += 1
+            self.health.counts[action] = self.health.counts.get(action, 0) + 1
+            self._log.info(
+                "message",
+                uid=d.uid,
+                score=round(d.score, 4),
+                action=action,
+                reason=d.reason,
+                model=d.model_version,
+                ms=round(timings.get(d.uid, 0.0) + apply_ms, 1),
+            )
+
+    def _decide(self, message: Fetched, scorer: Scorer, uidvalidity: int) -> Decision:
+        content_hash = hashlib.sha256(message.raw).hexdigest()[:32]
+        try:
+            parsed = parse(message.raw, self.account.fetch_bytes)
+            score = scorer.score_parsed(parsed)
+            verdict = policy.decide(
+                score,
+                scorer.threshold,
+                parsed.sender.address,
+                mode=self.account.mode,
+                allow=self.account.allow,
+                block=self.account.block,
+            )
+            message_id = parsed.message_id[:500]
+        except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
+            self._log.error("undecidable", uid=message.uid, error=type(exc).__name__)
+            score, verdict, message_id = 0.0, policy.UNREADABLE, ""
+        return Decision(
+            account=self.account.name,
+            folder=self.folder,
+            uidvalidity=uidvalidity,
+            uid=message.uid,
+            message_id=message_id,
+            content_hash=content_hash,
+            score=score,
+            action=verdict.action,
+            reason=verdict.reason,
+            model_version=scorer.version,
+            status="pending" if verdict.action in ("move", "flag") else "done",
+        )
+
+    def _apply(self, mailbox: Mailbox, junk: str, pending: Sequence[Decision]) -> dict[int, str]:
+        """Carry out pending decisions; returns uid -> outcome where it did not go as planned."""
+        outcome: dict[int, str] = {}
+        flags = [d for d in pending if d.action == "flag"]
+        moves = [d for d in pending if d.action == "move"]
+        try:
+            self._keyword(mailbox, flags, JUNK_KEYWORD)
+            self._state.set_status(flags, "done")
+            if moves and self.account.set_keywords:
+                self._keyword(mailbox, moves, JUNK_KEYWORD)
+            if moves and mailbox.has_move:
+                mailbox.move([d.uid for d in moves], junk)
+            elif moves:
+                self._copy_then_delete(mailbox, junk, moves)
+            self._state.set_status(moves, "done")
+        except TransientMailboxError:
+            raise  # reconnect; the pending rows are finished by the next sync
+        except MailboxError as exc:  # e.g. NO [OVERQUOTA]: leave it, retry at the next sync
+            self._state.set_status(moves, "pending", attempt=True)
+            self._log.error("move_failed", uids=[d.uid for d in moves], error=str(exc), junk=junk)
+            outcome = {d.uid: "move_failed" for d in moves}
+        return outcome
+
+    def _copy_then_delete(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> None:
+        """The fallback without MOVE, made idempotent by the 'copying' status."""
+        copied_before = [d for d in moves if d.status == "copying"]
+        to_copy = [d for d in moves if d.status != "copying"]
+        if copied_before:
+            # A crash may have come after the COPY: copy again only what Junk lacks.
+            mailbox.select(junk)
+            in_junk = {
+                d.uid
+                for d in copied_before
+                if d.message_id and mailbox.search_header("Message-ID", d.message_id)
+            }
+            mailbox.select(self.folder)
+            to_copy += [d for d in copied_before if d.uid not in in_junk]
+        if to_copy:
+            self._state.set_status(to_copy, "copying")
+            mailbox.copy([d.uid for d in to_copy], junk)
+        mailbox.delete([d.uid for d in moves])
+
+    def _finish_unfinished(self, mailbox: Mailbox, junk: str, uidvalidity: int) -> None:
+        unfinished = self._state.unfinished(self.account.name, self.folder, uidvalidity)
+        if not unfinished:
+            return
+        present = mailbox.existing([d.uid for d in unfinished])
+        gone = [d for d in unfinished if d.uid not in present and d.status == "pending"]
+        self._state.set_status(gone, "gone")  # moved before a crash, or by the user
+        # A 'copying' message gone from here was copied and expunged: done.
+        self._state.set_status(
+            [d for d in unfinished if d.uid not in present and d.status == "copying"], "done"
+        )
+        still = [d for d in unfinished if d.uid in present]
+        if still:
+            self._log.info("finishing", uids=[d.uid for d in still])
+            self._apply(mailbox, junk, still)
+
+    @staticmethod
+    def _keyword(mailbox: Mailbox, decisions: Sequence[Decision], keyword: str) -> None:
+        if decisions:
+            mailbox.add_keywords([d.uid for d in decisions], [keyword])
