@@ -16,7 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from spamd import __version__, corpus, evaluation, metrics
+from spamd import __version__, corpus
 from spamd import config as config_lib
 from spamd import log as log_lib
 from spamd import scorer as scorer_lib
@@ -232,6 +232,8 @@ def _print_verdict(out: TextIO, path: str, score: float, spam: bool, jsonl: bool
 
 def _evaluate(args: argparse.Namespace) -> int:
     examples = _load_examples(args.corpus)
+    from spamd import evaluation, metrics  # noqa: PLC0415 - scikit-learn only here
+
     train_set, test_set = evaluation.split(examples, args.split, args.test_size, args.seed)
     if len(set(test_set.labels)) < 2:
         raise SpamdError(

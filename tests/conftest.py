@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import imapclient
 import pytest
+import structlog
 
-from spamd import corpus
+from spamd import config as config_lib
+from spamd import corpus, sandbox
 from spamd import model as model_lib
+from spamd.config import Config
 from spamd.features import DEFAULT_CHANNELS
+from spamd.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -43,3 +53,141 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "small.joblib"
     model_lib.save(trained, path)
     return path
+
+
+# -- a real Dovecot on 127.0.0.1 ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[sandbox.Dovecot]:
+    """One private Dovecot for the session; each test gets its own user (see `mailbox`)."""
+    with sandbox.running({}) as server:
+        yield server
+
+
+class Box:
+    """A test user's mailbox on a Dovecot, seen through a second client (not spamd)."""
+
+    def __init__(self, server: sandbox.Dovecot, user: str, password: str, tmp: Path) -> None:
+        self.server = server
+        self.user = user
+        self.password = password
+        self.tmp = tmp
+        self._client: imapclient.IMAPClient | None = None
+
+    def settings(self, **overrides: object) -> dict[str, object]:
+        """An account entry for a spamd configuration (plain IMAP on loopback)."""
+        entry: dict[str, object] = {
+            "name": self.user,
+            "host": "127.0.0.1",
+            "port": self.server.imap_port,
+            "tls": "none",
+            "username": self.user,
+            "password": self.password,
+            "timeout": 10,
+        }
+        entry.update(overrides)
+        return entry
+
+    @property
+    def client(self) -> imapclient.IMAPClient:
+        if self._client is None:
+            self._client = imapclient.IMAPClient("127.0.0.1", self.server.imap_port, ssl=False)
+            self._client.login(self.user, self.password)
+        return self._client
+
+    def reconnect(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.logout()
+            with contextlib.suppress(Exception):
+                self._client.shutdown()
+            self._client = None
+
+    def append(self, raw: bytes, folder: str = "INBOX", flags: Sequence[str] = ()) -> None:
+        self.client.append(folder, raw, flags=list(flags))
+
+    def subjects(self, folder: str) -> list[str]:
+        self.client.select_folder(folder, readonly=True)
+        uids = self.client.search("ALL")
+        if not uids:
+            return []
+        data = self.client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
+        out = []
+        for item in data.values():
+            header = next(v for k, v in item.items() if k.startswith(b"BODY[HEADER"))
+            out.append(header.decode().partition(":")[2].strip())
+        return sorted(out)
+
+    def count(self, folder: str) -> int:
+        return int(self.client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"])
+
+    def total(self) -> int:
+        """Messages in every folder, so a test can prove none was lost or duplicated."""
+        return sum(self.count(str(name)) for _, _, name in self.client.list_folders())
+
+
+_users = itertools.count()
+
+
+@pytest.fixture
+def mailbox(dovecot: sandbox.Dovecot, tmp_path: Path) -> Iterator[Box]:
+    user = f"user{next(_users)}"
+    dovecot.set_users({**dovecot.users, user: f"pw-{user}"})
+    box = Box(dovecot, user, f"pw-{user}", tmp_path)
+    with contextlib.closing(box):
+        yield box
+
+
+def spamd_config(tmp: Path, *accounts: dict[str, object], **top: object) -> Config:
+    data: dict[str, object] = {
+        "state_dir": str(tmp / "state"),
+        "model": {"path": str(SHIPPED_MODEL)},
+        "accounts": list(accounts),
+        "housekeeping_interval": 3600,
+    }
+    data.update(top)
+    return config_lib.parse(data, tmp / "spamd.yaml", SHIPPED_MODEL)
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+
+
+SPAM = sorted((SAMPLES / "spam").glob("*.eml"))
+# The known miss (see test_model) is left out where a test needs the model to be right.
+HAM = [p for p in sorted((SAMPLES / "ham").glob("*.eml")) if p.name != "04-invoice-question.eml"]
+
+
+class Events(list[dict[str, object]]):
+    """A structlog processor that keeps every event, for assertions on logs."""
+
+    def __call__(self, _: object, method: str, event: MutableMapping[str, Any]) -> str:
+        self.append({**event, "level": method})
+        raise structlog.DropEvent
+
+    def named(self, name: str) -> list[dict[str, object]]:
+        return [e for e in self if e.get("event") == name]
+
+    @staticmethod
+    def logger(events: Events | None = None) -> Any:
+        return structlog.wrap_logger(None, processors=[events if events is not None else Events()])
+
+
+@contextlib.contextmanager
+def running_service(config: Config, **options: object) -> Iterator[tuple[Service, Events]]:
+    events = Events()
+    service = Service(config, log=Events.logger(events), **options)  # type: ignore[arg-type]
+    service.start()
+    try:
+        yield service, events
+    finally:
+        service.stop()

@@ -1,0 +1,122 @@
+"""Shared helpers for the daemon benchmarks: a sandbox Dovecot, seeded mailboxes, `spamd run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CORPORA = ROOT.parent / "shared" / "corpora"
+MODEL = ROOT / "models" / "default.joblib"
+
+
+def corpus_files(limit: int) -> list[Path]:
+    """Ham and spam from both public corpora, interleaved, `limit` in all (repeating if needed)."""
+    files = sorted(CORPORA.glob("*/ham/*.eml")) + sorted(CORPORA.glob("*/spam/*.eml"))
+    if not files:
+        raise SystemExit(f"corpora not found under {CORPORA}")
+    random.Random(0).shuffle(files)
+    return [files[i % len(files)] for i in range(limit)]
+
+
+def seed_maildir(root: Path, user: str, raws: Sequence[bytes]) -> None:
+    """Put messages straight into a user's Maildir (fast); Dovecot indexes them on SELECT."""
+    maildir = root / "mail" / user / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    owner = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+    for i, raw in enumerate(raws):
+        path = maildir / "new" / f"{int(time.time())}.{i}_{uuid.uuid4().hex}.bench"
+        path.write_bytes(raw)
+        if owner:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    if owner:
+        for path in [maildir.parent, maildir, *(maildir / s for s in ("cur", "new", "tmp"))]:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
+def account(port: int, user: str, password: str, **extra: object) -> dict[str, object]:
+    return {
+        "name": user,
+        "host": "127.0.0.1",
+        "port": port,
+        "tls": "none",
+        "username": user,
+        "password": password,
+        **extra,
+    }
+
+
+def write_config(tmp: Path, accounts: list[dict[str, object]]) -> Path:
+    path = tmp / "spamd.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp / "state"),
+                "model": {"path": str(MODEL)},
+                "accounts": accounts,
+                "log": {"format": "json"},
+            }
+        )
+    )
+    return path
+
+
+def spamd(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "spamd.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def events(proc: subprocess.Popen[bytes]) -> Iterator[dict[str, object]]:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        try:
+            yield json.loads(line)
+        except ValueError:
+            print(line.decode(errors="replace"), end="", file=sys.stderr)
+
+
+def wait_for(proc: subprocess.Popen[bytes], event: str, count: int = 1) -> None:
+    seen = 0
+    for e in events(proc):
+        if e.get("event") == event:
+            seen += 1
+            if seen >= count:
+                return
+    raise SystemExit(f"spamd exited before {count} {event!r} events")
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def spread(values: Sequence[float]) -> str:
+    return (
+        f"median {statistics.median(values):.3f}, p99 {percentile(values, 99):.3f}, "
+        f"min {min(values):.3f}, max {max(values):.3f} (n={len(values)})"
+    )

@@ -1,0 +1,329 @@
+"""The daemon against a real Dovecot: where mail lands, restarts, faults, many accounts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spamd import sandbox
+from spamd.errors import TransientMailboxError
+from spamd.imap import Connection
+from spamd.service import LiveModel, Service, scan, state_path
+from spamd.state import State
+from spamd.watcher import FolderWatcher
+from tests.conftest import (
+    HAM,
+    ROOT,
+    SHIPPED_MODEL,
+    SPAM,
+    Box,
+    Events,
+    message,
+    running_service,
+    spamd_config,
+    wait_until,
+)
+
+SPAM_SUBJECTS = sorted(
+    line.split(":", 1)[1].strip()
+    for p in SPAM
+    for line in p.read_text().splitlines()
+    if line.startswith("Subject:")
+)
+
+
+def deliver(box: Box, paths: Sequence[Path], folder: str = "INBOX") -> None:
+    for path in paths:
+        box.append(path.read_bytes(), folder)
+
+
+def handled(service: Service) -> int:
+    return sum(w.health.handled for w in service.watchers)
+
+
+def ready(service: Service) -> bool:
+    return all(w.health.last_sync > 0 for w in service.watchers)
+
+
+@pytest.mark.parametrize("idle", [True, False], ids=["idle", "polling"])
+def test_spam_lands_in_junk_and_ham_stays(mailbox: Box, tmp_path: Path, idle: bool) -> None:
+    config = spamd_config(tmp_path, mailbox.settings(idle=idle, poll_interval=1))
+    with running_service(config) as (service, events):
+        wait_until(lambda: ready(service), what="first sync")
+        assert service.watchers[0].health.idle is idle
+        deliver(mailbox, HAM + SPAM)
+        wait_until(lambda: handled(service) == len(HAM + SPAM), what="all mail handled")
+    assert mailbox.subjects("Junk") == SPAM_SUBJECTS
+    assert mailbox.count("INBOX") == len(HAM)
+    assert mailbox.total() == len(HAM + SPAM)
+    lines = events.named("message")
+    assert len(lines) == len(HAM + SPAM)
+    assert {"account", "folder", "uid", "score", "action", "ms"} <= lines[0].keys()
+
+
+def test_without_move_copies_then_expunges_only_those_uids(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(sandbox.running({"u": "p"}, hide=("MOVE",)))
+        box = stack.enter_context(contextlib.closing(Box(server, "u", "p", tmp_path)))
+        # The user's own message marked \Deleted must survive spamd's expunge.
+        box.append(
+            message("keep me", "the user deleted this but did not expunge"), flags=["\\Deleted"]
+        )
+        config = spamd_config(tmp_path, box.settings())
+        with running_service(config) as (service, _):
+            wait_until(lambda: ready(service))
+            deliver(box, SPAM[:3] + HAM[:2])
+            wait_until(lambda: handled(service) == 5)
+        assert box.count("Junk") == 3
+        assert box.count("INBOX") == 3  # 2 ham + the user's \Deleted message
+        assert box.total() == 6
+
+
+def test_server_restart_is_survived(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(sandbox.running({"u": "p"}))
+        box = stack.enter_context(contextlib.closing(Box(server, "u", "p", tmp_path)))
+        config = spamd_config(tmp_path, box.settings())
+        with running_service(config) as (service, events):
+            wait_until(lambda: ready(service))
+            deliver(box, SPAM[:2])
+            wait_until(lambda: handled(service) == 2)
+            server.restart()
+            box.reconnect()
+            deliver(box, SPAM[2:4] + HAM[:1])
+            wait_until(lambda: handled(service) == 5, timeout=30)
+            assert events.named("connection_failed") or len(events.named("connected")) >= 2
+        assert box.count("Junk") == 4
+        assert box.total() == 5
+
+
+def test_daemon_restart_reprocesses_nothing(mailbox: Box, tmp_path: Path) -> None:
+    config = spamd_config(tmp_path, mailbox.settings())
+    with running_service(config) as (service, _):
+        wait_until(lambda: ready(service))
+        deliver(mailbox, HAM[:2] + SPAM[:2])
+        wait_until(lambda: handled(service) == 4)
+    deliver(mailbox, HAM[2:3] + SPAM[2:3])  # arrives while spamd is down
+    with running_service(config) as (service, events):
+        wait_until(lambda: handled(service) == 2, what="the two new messages")
+        time.sleep(0.5)
+        assert handled(service) == 2
+    assert sorted(e["uid"] for e in events.named("message")) == [5, 6]  # type: ignore[type-var]
+    state = State(state_path(config))
+    assert len(state.decisions()) == 6
+    assert mailbox.count("Junk") == 3
+    assert mailbox.total() == 6
+
+
+def test_uidvalidity_change_is_detected_and_nothing_decided_twice(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    mailbox.client.create_folder("Feed")
+    config = spamd_config(tmp_path, mailbox.settings(folders=["Feed"]))
+    with running_service(config) as (service, _):
+        wait_until(lambda: ready(service))
+        deliver(mailbox, HAM[:2], "Feed")
+        wait_until(lambda: handled(service) == 2)
+    # The folder is recreated (new UIDVALIDITY) with the same two messages and one new spam.
+    mailbox.client.delete_folder("Feed")
+    mailbox.client.create_folder("Feed")
+    deliver(mailbox, [*HAM[:2], SPAM[0]], "Feed")
+    with running_service(config) as (service, events):
+        wait_until(lambda: handled(service) == 1, what="only the new message")
+        time.sleep(0.5)
+        assert handled(service) == 1
+    assert events.named("uidvalidity_changed")
+    assert mailbox.count("Junk") == 1
+    assert mailbox.count("Feed") == 2
+
+
+def test_wrong_password_for_one_account_leaves_the_other_working(
+    mailbox: Box, tmp_path: Path, dovecot: sandbox.Dovecot
+) -> None:
+    bad = mailbox.settings(name="broken", password="wrong")
+    config = spamd_config(tmp_path, bad, mailbox.settings(name="good"))
+    with running_service(config) as (service, events):
+        broken, good = service.watchers
+        wait_until(lambda: good.health.last_sync > 0 and broken.health.failures >= 1)
+        deliver(mailbox, SPAM[:2] + HAM[:1])
+        wait_until(lambda: good.health.handled == 3)
+        assert broken.health.handled == 0
+        assert "login refused" in broken.health.last_error
+        assert "wrong" not in broken.health.last_error  # never the password
+    failures = events.named("connection_failed")
+    assert failures and all(e["account"] == "broken" for e in failures)
+    assert mailbox.count("Junk") == 2
+
+
+def test_first_run_leaves_existing_mail_alone_unless_asked(mailbox: Box, tmp_path: Path) -> None:
+    deliver(mailbox, SPAM[:2])
+    config = spamd_config(tmp_path / "a", mailbox.settings())
+    with running_service(config) as (service, _):
+        wait_until(lambda: ready(service))
+        time.sleep(0.3)
+        assert handled(service) == 0
+    assert mailbox.count("INBOX") == 2
+    config = spamd_config(tmp_path / "b", mailbox.settings(scan_existing=True))
+    with running_service(config) as (service, _):
+        wait_until(lambda: handled(service) == 2)
+    assert mailbox.count("Junk") == 2
+
+
+def test_scan_classifies_a_backlog(mailbox: Box, tmp_path: Path) -> None:
+    deliver(mailbox, HAM + SPAM)
+    config = spamd_config(tmp_path, mailbox.settings())
+    seen: list[int] = []
+    counts = scan(
+        config,
+        config.accounts[0],
+        ["INBOX"],
+        since_days=None,
+        log=Events.logger(),
+        progress=seen.append,
+        total=lambda n: None,
+        connect=Connection.open,
+    )
+    assert counts == {"keep": len(HAM), "move": len(SPAM)}
+    assert sum(seen) == len(HAM + SPAM)
+    assert mailbox.count("Junk") == len(SPAM)
+    # A second scan finds everything decided already.
+    again = scan(
+        config,
+        config.accounts[0],
+        ["INBOX"],
+        since_days=None,
+        log=Events.logger(),
+        progress=lambda n: None,
+        total=lambda n: None,
+    )
+    assert again == {}
+
+
+def test_allow_and_block_lists_override_the_model(mailbox: Box, tmp_path: Path) -> None:
+    config = spamd_config(
+        tmp_path,
+        mailbox.settings(allow=["winner-notify.example"], block=["alice@example.org"]),
+    )
+    spam_sender = [p for p in SPAM if b"winner-notify.example" in p.read_bytes()]
+    assert spam_sender, "the prize sample's sender domain changed"
+    with running_service(config) as (service, events):
+        wait_until(lambda: ready(service))
+        deliver(mailbox, spam_sender)
+        mailbox.append(message("lunch?", "see you at noon", sender="Alice <alice@example.org>"))
+        wait_until(lambda: handled(service) == 2)
+    reasons = sorted(str(e["reason"]) for e in events.named("message"))
+    assert reasons == ["allow-list", "block-list"]
+    assert mailbox.subjects("Junk") == ["lunch?"]
+
+
+def test_flag_mode_sets_junk_keyword_and_moves_nothing(mailbox: Box, tmp_path: Path) -> None:
+    config = spamd_config(tmp_path, mailbox.settings(mode="flag"))
+    with running_service(config) as (service, _):
+        wait_until(lambda: ready(service))
+        deliver(mailbox, SPAM[:1] + HAM[:1])
+        wait_until(lambda: handled(service) == 2)
+    mailbox.client.select_folder("INBOX")
+    flags = mailbox.client.get_flags(mailbox.client.search("ALL"))
+    assert sorted(b"$Junk" in f for f in flags.values()) == [False, True]
+    assert mailbox.count("Junk") == 0
+
+
+class CrashBeforeMove(Connection):
+    """A real connection that drops just before MOVE, as a crash or a cut cable would."""
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        self.close()
+        raise TransientMailboxError("injected: connection cut before MOVE")
+
+
+def test_a_move_cut_short_is_finished_after_restart_exactly_once(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    config = spamd_config(tmp_path, mailbox.settings(scan_existing=True))
+    deliver(mailbox, SPAM[:2] + HAM[:1])
+    state = State(state_path(config))
+    watcher = FolderWatcher(
+        config.accounts[0],
+        "INBOX",
+        connect=CrashBeforeMove.open,
+        model=LiveModel(config.model_path, Events.logger()),
+        state=state,
+        log=Events.logger(),
+        stop=threading.Event(),
+    )
+    broken = CrashBeforeMove.open(config.accounts[0])
+    with pytest.raises(TransientMailboxError):
+        watcher.sync(broken, broken.find_junk())
+    assert len(state.unfinished(mailbox.user, "INBOX", _uidvalidity(mailbox))) == 2
+    with running_service(config) as (service, events):
+        wait_until(lambda: mailbox.count("Junk") == 2, what="the interrupted moves")
+        wait_until(lambda: ready(service))
+    assert not events.named("message")  # nothing classified again
+    assert state.unfinished(mailbox.user, "INBOX", _uidvalidity(mailbox)) == []
+    assert mailbox.count("INBOX") == 1
+    assert mailbox.total() == 3
+
+
+def _uidvalidity(box: Box) -> int:
+    status = box.client.folder_status("INBOX", [b"UIDVALIDITY"])
+    return int(status[b"UIDVALIDITY"])
+
+
+def test_run_stops_on_sigterm_within_five_seconds_and_reloads_on_sighup(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "spamd.yaml"
+    settings = {
+        "state_dir": str(tmp_path / "state"),
+        "model": {"path": str(SHIPPED_MODEL)},
+        "accounts": [mailbox.settings()],
+    }
+    config_file.write_text(yaml.safe_dump(settings))
+    with subprocess.Popen(
+        [sys.executable, "-m", "spamd.cli", "run", "--config", str(config_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            lines = _read_until(proc, "connected")
+            assert all(json.loads(line)["event"] for line in lines)  # JSON off a terminal
+            proc.send_signal(signal.SIGHUP)
+            _read_until(proc, "connected")  # reconnected with the reloaded configuration
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=10)
+            took = time.monotonic() - started
+            rest = proc.stdout.read().decode()
+        finally:
+            proc.kill()
+    assert code == 0
+    assert took < 5.0
+    assert '"stopped_all"' in rest
+
+
+def _read_until(proc: subprocess.Popen[bytes], event: str, timeout: float = 15.0) -> list[str]:
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().decode()
+        if not line:
+            break
+        lines.append(line)
+        if json.loads(line).get("event") == event:
+            return lines
+    raise AssertionError(f"no {event!r} event in: {lines}")

@@ -1,0 +1,40 @@
+"""Policy: score and lists in, action out."""
+
+from __future__ import annotations
+
+import pytest
+
+from spamd import policy
+
+
+@pytest.mark.parametrize(
+    ("score", "sender", "mode", "expected"),
+    [
+        (0.95, "x@spam.example", "move", ("move", "score")),
+        (0.95, "x@spam.example", "flag", ("flag", "score")),
+        (0.95, "x@spam.example", "dry_run", ("log", "score")),
+        (0.10, "x@spam.example", "move", ("keep", "score")),
+        (0.99, "boss@work.example", "move", ("keep", "allow-list")),
+        (0.99, "a@mail.partner.example", "move", ("keep", "allow-list")),
+        (0.01, "pest@annoying.example", "move", ("move", "block-list")),
+        (0.01, "other@notpartner.example", "move", ("keep", "score")),
+    ],
+)
+def test_decide(score: float, sender: str, mode: str, expected: tuple[str, str]) -> None:
+    verdict = policy.decide(
+        score,
+        0.9,
+        sender,
+        mode=mode,  # type: ignore[arg-type]
+        allow=["boss@work.example", "partner.example"],
+        block=["pest@annoying.example"],
+    )
+    assert (verdict.action, verdict.reason) == expected
+    assert verdict.spam == (expected[0] != "keep")
+
+
+def test_listed_matches_address_domain_and_subdomains_only() -> None:
+    assert policy.listed("A@Example.org", ["example.org"])
+    assert policy.listed("a@eu.example.org", ["example.org"])
+    assert not policy.listed("a@badexample.org", ["example.org"])
+    assert not policy.listed("b@example.org", ["a@example.org"])
