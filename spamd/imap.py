@@ -145,9 +145,6 @@ class Connection:
             self._call("CREATE", lambda: self._client.create_folder(wanted))
         return wanted
 
-    def folder_names(self) -> list[str]:
-        return [str(name) for _, _, name in self._call("LIST", self._client.list_folders)]
-
     def select(self, folder: str) -> FolderStatus:
         self._stop_idle()
         info = self._call(f"SELECT {folder}", lambda: self._client.select_folder(folder))
@@ -157,15 +154,6 @@ class Connection:
             int(info.get(b"UIDVALIDITY", 0)),
             int(info.get(b"UIDNEXT", 0)),
             int(info.get(b"EXISTS", 0)),
-        )
-
-    def status(self, folder: str) -> FolderStatus:
-        info = self._call(
-            f"STATUS {folder}",
-            lambda: self._client.folder_status(folder, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"]),
-        )
-        return FolderStatus(
-            folder, int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"]), int(info[b"MESSAGES"])
         )
 
     def uids_after(self, last_uid: int) -> list[int]:
