@@ -122,7 +122,12 @@ class Dovecot:
             f"{name}:{{PLAIN}}{password}:{user.pw_uid}:{user.pw_gid}::{root}/mail/{name}::"
             for name, password in self.users.items()
         ]
-        (root / "users").write_text("\n".join(lines) + "\n")
+        users_file = root / "users"
+        before = users_file.stat().st_mtime if users_file.exists() else 0.0
+        users_file.write_text("\n".join(lines) + "\n")
+        # Dovecot re-reads the file when its mtime (in seconds) changes: make sure it does.
+        mtime = max(time.time(), before + 1.0)
+        os.utime(users_file, (mtime, mtime))
         capability = ""
         if self.hide:
             shown = " ".join(c for c in CAPABILITIES.split() if c not in set(self.hide))

@@ -327,3 +327,19 @@ def _read_until(proc: subprocess.Popen[bytes], event: str, timeout: float = 15.0
         if json.loads(line).get("event") == event:
             return lines
     raise AssertionError(f"no {event!r} event in: {lines}")
+
+
+@pytest.mark.parametrize("tls", ["ssl", "starttls"])
+def test_tls_is_verified_and_trusts_only_the_configured_ca(
+    mailbox: Box, tmp_path: Path, dovecot: sandbox.Dovecot, tls: str
+) -> None:
+    port = dovecot.imaps_port if tls == "ssl" else dovecot.imap_port
+    trusted = spamd_config(
+        tmp_path, mailbox.settings(tls=tls, port=port, ca_file=str(dovecot.cert))
+    ).accounts[0]
+    connection = Connection.open(trusted)
+    assert connection.find_junk() == "Junk"
+    connection.logout()
+    untrusted = spamd_config(tmp_path, mailbox.settings(tls=tls, port=port)).accounts[0]
+    with pytest.raises(TransientMailboxError, match=r"certificate not trusted.*ca_file"):
+        Connection.open(untrusted)
