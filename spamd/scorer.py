@@ -47,6 +47,7 @@ def column(token: str, size: int) -> int:
 
 def columns(tokens: Sequence[str], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Distinct columns of a token sequence and how often each occurs."""
+    # `column`, inlined: this is the hot path of scoring.
     mask = size - 1
     hashed = np.fromiter(
         (zlib.crc32(t.encode("utf-8", "surrogatepass")) & mask for t in tokens),
@@ -162,14 +163,8 @@ class Scorer:
     def _score(self, features: Features) -> float:
         logit = self.intercept
         for channel in self.channel_weights:
-            tokens = features.channel(channel.name)
-            if not tokens:
-                continue
-            cols, counts = columns(tokens, channel.size)
-            x = (1.0 + np.log(counts)) * channel.idf[cols]
-            norm = float(np.sqrt(x @ x))
-            if norm > 0:
-                logit += float(x @ channel.coef[cols]) / norm
+            _, contributions = _contributions(channel, features.channel(channel.name))
+            logit += float(contributions.sum())
         return _sigmoid(logit)
 
     def is_spam(self, score: float) -> bool:
@@ -181,25 +176,29 @@ class Scorer:
         terms: list[Term] = []
         for channel in self.channel_weights:
             tokens = features.channel(channel.name)
-            if not tokens:
-                continue
-            cols, counts = columns(tokens, channel.size)
-            x = (1.0 + np.log(counts)) * channel.idf[cols]
-            norm = float(np.sqrt(x @ x)) or 1.0
+            cols, contributions = _contributions(channel, tokens)
             names: dict[int, list[str]] = {}
             for token in dict.fromkeys(tokens):
                 names.setdefault(column(token, channel.size), []).append(token)
-            for col, weight in zip(cols, x * channel.coef[cols] / norm, strict=True):
+            for col, weight in zip(cols, contributions, strict=True):
                 label = " | ".join(f"{channel.name}:{t}" for t in names[int(col)])
                 terms.append(Term(label, float(weight)))
         terms.sort(key=lambda t: t.weight)
-        score = self._score(features)
+        score = _sigmoid(self.intercept + sum(t.weight for t in terms))
         return Explanation(
             score=score,
             spam=self.is_spam(score),
             up=tuple(t for t in reversed(terms[-top:]) if t.weight > 0),
             down=tuple(t for t in terms[:top] if t.weight < 0),
         )
+
+
+def _contributions(channel: Channel, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A channel's distinct columns and each one's share of the logit (sublinear TF-IDF, l2)."""
+    cols, counts = columns(tokens, channel.size)
+    x = (1.0 + np.log(counts)) * channel.idf[cols]
+    norm = float(np.sqrt(x @ x))
+    return cols, x * channel.coef[cols] / norm if norm > 0 else np.zeros(cols.size)
 
 
 def _sigmoid(logit: float) -> float:
