@@ -142,7 +142,7 @@ def _model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         type=Path,
-        default=Path(os.environ.get("SPAMD_MODEL", DEFAULT_MODEL)),
+        default=_default_model(),
         metavar="PATH",
         help="model file (default: $SPAMD_MODEL or the shipped model)",
     )
@@ -281,9 +281,13 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_model() -> Path:
+    """The model a command uses when none is named: $SPAMD_MODEL, else the shipped one."""
+    return Path(os.environ.get("SPAMD_MODEL", DEFAULT_MODEL))
+
+
 def _load_config(args: argparse.Namespace) -> config_lib.Config:
-    default = Path(os.environ.get("SPAMD_MODEL", DEFAULT_MODEL))
-    return config_lib.load(args.config, default)
+    return config_lib.load(args.config, _default_model())
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -291,7 +295,7 @@ def _run(args: argparse.Namespace) -> int:
     log_lib.configure(config.log_level, config.log_format)
     from spamd import service  # noqa: PLC0415 - the daemon's imports only for daemon commands
 
-    return service.run(config, log=log_lib.get(), default_model=DEFAULT_MODEL)
+    return service.run(config, log=log_lib.get(), default_model=_default_model())
 
 
 def _scan(args: argparse.Namespace) -> int:

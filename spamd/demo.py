@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -78,9 +79,9 @@ def main(samples: Path, model: Path) -> int:
     return 0
 
 
-def _wait(done: object, timeout: float = WAIT) -> None:
+def _wait(done: Callable[[], bool], timeout: float = WAIT) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not done():  # type: ignore[operator]
+    while time.monotonic() < deadline and not done():
         time.sleep(0.05)
 
 

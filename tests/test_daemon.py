@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 import yaml
 
 from spamd import sandbox
+from spamd.config import Config
 from spamd.errors import TransientMailboxError
 from spamd.imap import Connection
 from spamd.service import LiveModel, Service, scan, state_path
@@ -180,33 +181,29 @@ def test_first_run_leaves_existing_mail_alone_unless_asked(mailbox: Box, tmp_pat
     assert mailbox.count("Junk") == 2
 
 
+def scan_inbox(config: Config, progress: Callable[[int], None]) -> dict[str, int]:
+    return scan(
+        config,
+        config.accounts[0],
+        ["INBOX"],
+        since_days=None,
+        log=Events.logger(),
+        progress=progress,
+        total=lambda n: None,
+        connect=Connection.open,
+    )
+
+
 def test_scan_classifies_a_backlog(mailbox: Box, tmp_path: Path) -> None:
     deliver(mailbox, HAM + SPAM)
     config = spamd_config(tmp_path, mailbox.settings())
     seen: list[int] = []
-    counts = scan(
-        config,
-        config.accounts[0],
-        ["INBOX"],
-        since_days=None,
-        log=Events.logger(),
-        progress=seen.append,
-        total=lambda n: None,
-        connect=Connection.open,
-    )
+    counts = scan_inbox(config, progress=seen.append)
     assert counts == {"keep": len(HAM), "move": len(SPAM)}
     assert sum(seen) == len(HAM + SPAM)
     assert mailbox.count("Junk") == len(SPAM)
     # A second scan finds everything decided already.
-    again = scan(
-        config,
-        config.accounts[0],
-        ["INBOX"],
-        since_days=None,
-        log=Events.logger(),
-        progress=lambda n: None,
-        total=lambda n: None,
-    )
+    again = scan_inbox(config, progress=lambda n: None)
     assert again == {}
 
 
