@@ -11,6 +11,7 @@ tests fast (no delay after a failed login, IDLE checks every second). Debian's
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import shutil
@@ -112,29 +113,18 @@ class Dovecot:
         root = self.root
         for sub in ("run", "state", "mail"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        as_root = os.geteuid() == 0
-        user = pwd.getpwnam("nobody") if as_root else pwd.getpwuid(os.geteuid())
-        if as_root:
+        user = _mail_user()
+        if os.geteuid() == 0:
             os.chown(root / "mail", user.pw_uid, user.pw_gid)
         if not self.cert.exists():
             _self_signed(root)
-        lines = [
-            f"{name}:{{PLAIN}}{password}:{user.pw_uid}:{user.pw_gid}::{root}/mail/{name}::"
-            for name, password in self.users.items()
-        ]
-        users_file = root / "users"
-        before = users_file.stat().st_mtime if users_file.exists() else 0.0
-        users_file.write_text("\n".join(lines) + "\n")
-        # Dovecot re-reads the file when its mtime (in seconds) changes: make sure it does.
-        mtime = max(time.time(), before + 1.0)
-        os.utime(users_file, (mtime, mtime))
+        self._write_users()
         capability = ""
         if self.hide:
             shown = " ".join(c for c in CAPABILITIES.split() if c not in set(self.hide))
             capability = f"imap_capability = {shown}"
         internal = f"default_internal_user = {user.pw_name}\ndefault_login_user = {user.pw_name}\n"
-        group = _group_name(user.pw_gid)
-        internal += f"default_internal_group = {group}\n"
+        internal += f"default_internal_group = {grp.getgrgid(user.pw_gid).gr_name}\n"
         (root / "dovecot.conf").write_text(
             _CONFIG.format(
                 root=root,
@@ -149,13 +139,25 @@ class Dovecot:
     def set_users(self, users: dict[str, str]) -> None:
         """Change passwords or add users; Dovecot reads the file on each login."""
         self.users = users
-        self._write_files()
+        self._write_users()
+
+    def _write_users(self) -> None:
+        user = _mail_user()
+        lines = [
+            f"{name}:{{PLAIN}}{password}:{user.pw_uid}:{user.pw_gid}::{self.root}/mail/{name}::"
+            for name, password in self.users.items()
+        ]
+        users_file = self.root / "users"
+        before = users_file.stat().st_mtime if users_file.exists() else 0.0
+        users_file.write_text("\n".join(lines) + "\n")
+        # Dovecot re-reads the file when its mtime (in seconds) changes: make sure it does.
+        mtime = max(time.time(), before + 1.0)
+        os.utime(users_file, (mtime, mtime))
 
 
-def _group_name(gid: int) -> str:
-    import grp  # noqa: PLC0415 - only here
-
-    return grp.getgrgid(gid).gr_name
+def _mail_user() -> pwd.struct_passwd:
+    """Who owns the mail: `nobody` as root (Dovecot refuses uid 0), else ourselves."""
+    return pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
 
 
 def _self_signed(root: Path) -> None:
