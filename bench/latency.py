@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import imapclient
-from _daemon import CORPORA, account, spamd, spread, wait_for, write_config
+from _daemon import CORPORA, account, percentile, spamd, spread, wait_for, write_config
 
 from spamd import sandbox
 
@@ -58,10 +58,9 @@ def main() -> None:
             proc.terminate()
             proc.wait()
     print(f"APPEND -> in Junk, seconds (IDLE): {spread(latencies)}")
-    ordered = sorted(latencies)
     print(
-        f"p50 {ordered[len(ordered) // 2]:.3f} s (target <= 0.6), "
-        f"p99 {ordered[round(0.99 * (len(ordered) - 1))]:.3f} s (target <= 0.8)"
+        f"p50 {percentile(latencies, 50):.3f} s (target <= 0.6), "
+        f"p99 {percentile(latencies, 99):.3f} s (target <= 0.8)"
     )
 
 
