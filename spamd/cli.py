@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--account", required=True, metavar="NAME")
     scan.add_argument("--folder", metavar="F", help="folder to scan (default: the watched ones)")
     scan.add_argument("--since", type=int, metavar="DAYS", help="only mail from the last DAYS days")
+    scan.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="processes that classify (default: one per CPU)",
+    )
     scan.set_defaults(handler=_scan)
 
     check = commands.add_parser("check-config", help="validate a configuration file")
@@ -318,6 +325,7 @@ def _scan(args: argparse.Namespace) -> int:
         log=log_lib.get(),
         progress=bar.update if bar else lambda n: None,
         total=(lambda n: setattr(bar, "total", n)) if bar else lambda n: None,
+        workers=max(1, args.workers),
     )
     if bar:
         bar.close()

@@ -6,11 +6,14 @@ file, APScheduler) to the pure core and the watchers.
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -24,7 +27,7 @@ from spamd.errors import SpamdError
 from spamd.imap import Connection
 from spamd.scorer import Scorer
 from spamd.state import State
-from spamd.watcher import FolderWatcher, Mailbox
+from spamd.watcher import FolderWatcher, Mailbox, Reading, read, read_all
 
 STOP_GRACE = 4.0  # seconds for watchers to leave IDLE and log out; systemd allows more
 
@@ -205,6 +208,44 @@ def run(config: Config, *, log: Any, default_model: Path) -> int:
             service.start()
 
 
+class PoolReader:
+    """Reads messages in worker processes (one per CPU): how `spamd scan` uses every core.
+
+    Each worker loads the model file itself; the daemon does not use this (one
+    message at a time gains nothing from it, and every worker costs memory).
+    """
+
+    def __init__(self, model_path: Path, workers: int) -> None:
+        self._workers = workers
+        self._pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_load_worker_model,
+            initargs=(model_path,),
+        )
+
+    def __call__(self, scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> list[Reading]:
+        chunk = max(1, len(raws) // (4 * self._workers))
+        return list(self._pool.map(_read_in_worker, raws, repeat(max_bytes), chunksize=chunk))
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+_worker_scorer: Scorer | None = None
+
+
+def _load_worker_model(path: Path) -> None:
+    global _worker_scorer  # noqa: PLW0603 - one model per worker process
+    _worker_scorer = scorer_lib.load(path)
+
+
+def _read_in_worker(raw: bytes, max_bytes: int) -> Reading:
+    if _worker_scorer is None:  # the initializer failed; that worker's pool is broken anyway
+        return Reading(error="no model")
+    return read(raw, _worker_scorer, max_bytes)
+
+
 def scan(
     config: Config,
     account: Account,
@@ -215,10 +256,12 @@ def scan(
     progress: Callable[[int], None],
     total: Callable[[int], None],
     connect: Callable[[Account], Mailbox] = Connection.open,
+    workers: int = 1,
 ) -> dict[str, int]:
     """Classify the existing mail of some folders now (`spamd scan`); returns action -> count."""
     state = State(state_path(config))
     model = LiveModel(config.model_path, log)
+    reader = PoolReader(config.model_path, workers) if workers > 1 else None
     day = (datetime.now(UTC) - timedelta(days=since_days)).date() if since_days else None
     mailbox = connect(account)
     counts: dict[str, int] = {}
@@ -233,6 +276,7 @@ def scan(
                 state=state,
                 log=log,
                 stop=threading.Event(),
+                read=reader or read_all,
             )
             status = mailbox.select(folder)
             uids = mailbox.uids_since(day)
@@ -245,4 +289,6 @@ def scan(
     finally:
         mailbox.logout()
         state.close()
+        if reader:
+            reader.close()
     return counts

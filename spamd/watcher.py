@@ -94,6 +94,31 @@ class Backoff:
         self.failures = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the model and the headers say about one message."""
+
+    score: float = 0.0
+    sender: str = ""
+    message_id: str = ""
+    error: str = ""  # set when the message could not be read: then leave it alone
+
+
+def read(raw: bytes, scorer: Scorer, max_bytes: int) -> Reading:
+    try:
+        parsed = parse(raw, max_bytes)
+        return Reading(scorer.score_parsed(parsed), parsed.sender.address, parsed.message_id[:500])
+    except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
+        return Reading(error=type(exc).__name__)
+
+
+def read_all(scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> list[Reading]:
+    return [read(raw, scorer, max_bytes) for raw in raws]
+
+
+Reader = Callable[[Scorer, Sequence[bytes], int], list[Reading]]
+
+
 class FolderWatcher:
     def __init__(
         self,
@@ -105,12 +130,14 @@ class FolderWatcher:
         state: State,
         log: Any,
         stop: threading.Event,
+        read: Reader = read_all,
         rng: random.Random | None = None,
     ) -> None:
         self.account = account
         self.folder = folder
         self._connect = connect
         self._model = model
+        self._read = read
         self._state = state
         self._log = log.bind(account=account.name, folder=folder)
         self._stop = stop
@@ -252,12 +279,13 @@ class FolderWatcher:
         fetched = mailbox.fetch(uids, self.account.fetch_bytes) if uids else []
         fetch_ms = (time.perf_counter() - started) * 1000 / max(1, len(fetched))
         scorer = self._model()
-        decisions: list[Decision] = []
-        timings: dict[int, float] = {}
-        for message in fetched:
-            t0 = time.perf_counter()
-            decisions.append(self._decide(message, scorer, uidvalidity))
-            timings[message.uid] = fetch_ms + (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        readings = self._read(scorer, [m.raw for m in fetched], self.account.fetch_bytes)
+        read_ms = (time.perf_counter() - t0) * 1000 / max(1, len(fetched))
+        decisions = [
+            self._decide(message, reading, scorer, uidvalidity)
+            for message, reading in zip(fetched, readings, strict=True)
+        ]
         self._state.record(decisions, self.account.name, self.folder, mark)
         t0 = time.perf_counter()
         outcome = self._apply(mailbox, junk, [d for d in decisions if d.status == "pending"])
@@ -275,34 +303,32 @@ class FolderWatcher:
                 action=action,
                 reason=d.reason,
                 model=d.model_version,
-                ms=round(timings.get(d.uid, 0.0) + apply_ms, 1),
+                ms=round(fetch_ms + read_ms + apply_ms, 1),
             )
 
-    def _decide(self, message: Fetched, scorer: Scorer, uidvalidity: int) -> Decision:
-        content_hash = hashlib.sha256(message.raw).hexdigest()[:32]
-        try:
-            parsed = parse(message.raw, self.account.fetch_bytes)
-            score = scorer.score_parsed(parsed)
+    def _decide(
+        self, message: Fetched, reading: Reading, scorer: Scorer, uidvalidity: int
+    ) -> Decision:
+        if reading.error:
+            self._log.error("undecidable", uid=message.uid, error=reading.error)
+            verdict = policy.UNREADABLE
+        else:
             verdict = policy.decide(
-                score,
+                reading.score,
                 scorer.threshold,
-                parsed.sender.address,
+                reading.sender,
                 mode=self.account.mode,
                 allow=self.account.allow,
                 block=self.account.block,
             )
-            message_id = parsed.message_id[:500]
-        except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
-            self._log.error("undecidable", uid=message.uid, error=type(exc).__name__)
-            score, verdict, message_id = 0.0, policy.UNREADABLE, ""
         return Decision(
             account=self.account.name,
             folder=self.folder,
             uidvalidity=uidvalidity,
             uid=message.uid,
-            message_id=message_id,
-            content_hash=content_hash,
-            score=score,
+            message_id=reading.message_id,
+            content_hash=hashlib.sha256(message.raw).hexdigest()[:32],
+            score=reading.score,
             action=verdict.action,
             reason=verdict.reason,
             model_version=scorer.version,

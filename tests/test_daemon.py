@@ -181,7 +181,7 @@ def test_first_run_leaves_existing_mail_alone_unless_asked(mailbox: Box, tmp_pat
     assert mailbox.count("Junk") == 2
 
 
-def scan_inbox(config: Config, progress: Callable[[int], None]) -> dict[str, int]:
+def scan_inbox(config: Config, progress: Callable[[int], None], workers: int = 1) -> dict[str, int]:
     return scan(
         config,
         config.accounts[0],
@@ -191,14 +191,16 @@ def scan_inbox(config: Config, progress: Callable[[int], None]) -> dict[str, int
         progress=progress,
         total=lambda n: None,
         connect=Connection.open,
+        workers=workers,
     )
 
 
-def test_scan_classifies_a_backlog(mailbox: Box, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_scan_classifies_a_backlog(mailbox: Box, tmp_path: Path, workers: int) -> None:
     deliver(mailbox, HAM + SPAM)
     config = spamd_config(tmp_path, mailbox.settings())
     seen: list[int] = []
-    counts = scan_inbox(config, progress=seen.append)
+    counts = scan_inbox(config, progress=seen.append, workers=workers)
     assert counts == {"keep": len(HAM), "move": len(SPAM)}
     assert sum(seen) == len(HAM + SPAM)
     assert mailbox.count("Junk") == len(SPAM)
