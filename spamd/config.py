@@ -111,6 +111,8 @@ class Config:
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     housekeeping_interval: float = 300.0
+    learning: bool = True  # learn from users' corrections and retrain
+    retrain_delay: float = 2.0  # seconds without a new correction before retraining
 
     def account(self, name: str) -> Account:
         for account in self.accounts:
@@ -154,6 +156,11 @@ def parse(data: object, source: Path, default_model: Path) -> Config:
     if log:
         log.done()
     housekeeping = root.number("housekeeping_interval", 300.0, minimum=1.0)
+    learn = root.section("learning", required=False)
+    learning = learn.boolean("enabled", default=True) if learn else True
+    retrain_delay = learn.number("retrain_delay", 2.0, minimum=0.0) if learn else 2.0
+    if learn:
+        learn.done()
     accounts = tuple(_account(s, base) for s in root.sections("accounts"))
     names = [a.name for a in accounts]
     for name in names:
@@ -170,6 +177,8 @@ def parse(data: object, source: Path, default_model: Path) -> Config:
         log_level=level,
         log_format=cast(Literal["auto", "json", "console"], fmt),
         housekeeping_interval=housekeeping,
+        learning=learning,
+        retrain_delay=retrain_delay,
     )
 
 
@@ -247,8 +256,9 @@ def _secret(s: _Section, base: Path) -> Secret:
 
 # Keys each section accepts, for "unknown key" errors with suggestions.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("state_dir", "model", "log", "accounts", "housekeeping_interval"),
+    "": ("state_dir", "model", "log", "accounts", "housekeeping_interval", "learning"),
     "model": ("path",),
+    "learning": ("enabled", "retrain_delay"),
     "log": ("level", "format"),
     "accounts": (
         "name", "host", "port", "tls", "tls_verify", "ca_file", "username", "password",

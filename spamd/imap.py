@@ -13,7 +13,7 @@ import imaplib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
@@ -29,8 +29,9 @@ T = TypeVar("T")
 JUNK_FLAG = b"\\Junk"
 FETCH_CHUNK = 500  # UIDs per FETCH: far below Dovecot's 64 KB command line
 MOVE_CHUNK = 1000
-JUNK_KEYWORD = "$Junk"
-NOT_JUNK_KEYWORD = "$NotJunk"
+TRASH_FLAG = b"\\Trash"
+_CHANGES = (b"EXISTS", b"RECENT", b"EXPUNGE", b"FETCH")  # IDLE news worth a sync
+TRASH_NAMES = {"trash", "deleted items", "deleted messages", "bin"}  # servers without SPECIAL-USE
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class Fetched:
 
 @dataclass(frozen=True, slots=True)
 class IdleEvents:
-    new_mail: bool  # EXISTS (or anything else that may mean mail to look at)
+    changed: bool  # mail arrived or left, or flags changed: time to look again
 
 
 @contextlib.contextmanager
@@ -175,6 +176,30 @@ class Connection:
             )
         return found
 
+    def search_keywords(self, keywords: Sequence[str]) -> list[int]:
+        """UIDs in the selected folder carrying any of these keywords."""
+        criteria: list[str] = []
+        for i, keyword in enumerate(keywords):
+            criteria += (["OR"] if i < len(keywords) - 1 else []) + ["KEYWORD", keyword]
+        return sorted(self._call("SEARCH", lambda: self._client.search(criteria)))
+
+    def locate(self, message_id: str, skip: Collection[str]) -> tuple[str, int] | None:
+        """Some folder (not in `skip`, not Trash) holding this Message-ID, and its UID there.
+
+        Leaves a folder selected read-only: select the working folder again after.
+        """
+        for flags, _, name in self._call("LIST", self._client.list_folders):
+            trash = TRASH_FLAG in flags or _leaf(str(name)).lower() in TRASH_NAMES
+            if name in skip or trash or imapclient.NOSELECT in flags:
+                continue
+            self._stop_idle()
+            self._call(f"EXAMINE {name}", partial(self._client.select_folder, name, True))
+            self.selected = str(name)
+            found = self.search_header("Message-ID", message_id)
+            if found:
+                return str(name), found[0]
+        return None
+
     def search_header(self, name: str, value: str) -> list[int]:
         return sorted(self._call("SEARCH", lambda: self._client.search(["HEADER", name, value])))
 
@@ -257,8 +282,8 @@ class Connection:
             # imapclient returns [] early when the server closed the connection:
             # leaving IDLE raises then, and the caller reconnects.
             self._stop_idle()
-        news = any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
-        return IdleEvents(new_mail=news)
+        news = any(len(r) > 1 and r[1] in _CHANGES for r in responses)
+        return IdleEvents(changed=news)
 
     def _stop_idle(self) -> None:
         if self._idling:
@@ -288,6 +313,10 @@ def _keepalive(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 20)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
+def _leaf(folder: str) -> str:
+    return folder.replace("/", ".").rpartition(".")[2]
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:

@@ -14,7 +14,9 @@ at most `fp_budget` of ham would be junked, and stored with the model.
 
 A saved model is three files: ``X.joblib`` (the whole fitted pipeline),
 ``X.npz`` (its weights as plain arrays, what `scorer.Scorer` runs) and
-``X.json`` (metadata with the SHA-256 of both). Security: the ``.joblib`` file
+``X.json`` (metadata with the SHA-256 of both); plus ``X.base.npz``, the hashed
+token counts it was trained on, from which `retrain` learns users' corrections
+without forgetting the base. Security: the ``.joblib`` file
 is a pickle, and loading a pickle runs code. `load` therefore refuses a file
 that is world-writable or whose SHA-256 differs from the metadata, and checks
 the hash on the very bytes it unpickles. Only load model files you or your
@@ -140,6 +142,7 @@ class Model:
 
     pipeline: Pipeline
     scorer: Scorer
+    base: tuple[sp.csr_matrix, np.ndarray] | None = None  # training counts, for retraining
 
     @property
     def metadata(self) -> Metadata:
@@ -221,7 +224,7 @@ def train(
         fp_budget=fp_budget,
         versions=library_versions(),
     )
-    return Model(fitted, scorer_from(fitted, metadata))
+    return Model(fitted, scorer_from(fitted, metadata), base=(counts, y))
 
 
 def save(model: Model, path: Path) -> Scorer:
@@ -233,17 +236,76 @@ def save(model: Model, path: Path) -> Scorer:
     joblib.dump(model.pipeline, buffer, compress=0)
     blob = buffer.getvalue()
     scorer = model.scorer
+    metadata = dataclasses.replace(model.metadata, sha256=hashlib.sha256(blob).hexdigest())
+    _write_atomically(path, blob)
+    saved = save_weights(Scorer(scorer.channel_weights, scorer.intercept, metadata), path)
+    if model.base is not None:
+        write_base(*model.base, base_path(path))
+    return saved
+
+
+def save_weights(scorer: Scorer, path: Path) -> Scorer:
+    """Write a scorer's ``.npz`` and ``.json`` (the metadata last: until it is
+    written, the old metadata refuses the new weights)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     weights = scorer_lib.weights_bytes(scorer.channel_weights, scorer.intercept)
     metadata = dataclasses.replace(
-        model.metadata,
-        sha256=hashlib.sha256(blob).hexdigest(),
-        weights_sha256=hashlib.sha256(weights).hexdigest(),
+        scorer.metadata, weights_sha256=hashlib.sha256(weights).hexdigest()
     )
-    _write_atomically(path, blob)
     _write_atomically(scorer_lib.weights_path(path), weights)
-    # The metadata goes last: until it is written, the old one refuses the new files.
     _write_atomically(scorer_lib.metadata_path(path), metadata.to_json().encode())
     return Scorer(scorer.channel_weights, scorer.intercept, metadata)
+
+
+def base_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".base.npz")
+
+
+def write_base(counts: sp.csr_matrix, labels: np.ndarray, path: Path) -> None:
+    """The hashed counts a model was trained on, compactly: column indices are
+    stored as gaps within each row and counts are capped at 255 (TF is
+    sublinear: log(255) and log(2000) weigh almost the same)."""
+    counts = sp.csr_matrix(counts)
+    counts.sort_indices()
+    indices = counts.indices.astype(np.int64)
+    gaps = np.diff(indices, prepend=0)
+    starts = counts.indptr[:-1][np.diff(counts.indptr) > 0]
+    gaps[starts] = indices[starts]
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        gaps=gaps.astype(np.uint32),
+        counts=np.minimum(counts.data, 255).astype(np.uint8),
+        indptr=counts.indptr.astype(np.int64),
+        labels=np.asarray(labels, dtype=np.int8),
+        width=np.array([counts.shape[1]]),
+    )
+    path.write_bytes(buffer.getvalue())
+
+
+def read_base(path: Path) -> tuple[sp.csr_matrix, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            indptr = arrays["indptr"]
+            gaps = arrays["gaps"].astype(np.int64)
+            data = arrays["counts"].astype(np.float64)
+            labels = arrays["labels"].astype(int)
+            width = int(arrays["width"][0])
+    except FileNotFoundError:
+        raise ModelError(
+            "no base data beside the model: retraining needs the file `spamd train` writes",
+            path=path,
+        ) from None
+    except (KeyError, ValueError, OSError) as exc:
+        raise ModelError(f"not a spamd base data file ({exc})", path=path) from None
+    # Undo the gaps: a running sum that restarts at each row.
+    row_of = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    sums = np.cumsum(gaps)
+    starts = indptr[:-1][np.diff(indptr) > 0]
+    offsets = np.zeros(indptr.size - 1, dtype=np.int64)
+    offsets[np.diff(indptr) > 0] = sums[starts] - gaps[starts]
+    indices = sums - offsets[row_of]
+    return sp.csr_matrix((data, indices, indptr), shape=(indptr.size - 1, width)), labels
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

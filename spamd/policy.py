@@ -6,6 +6,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
+from spamd.learning import Label
+
 Action = Literal["move", "flag", "log", "keep"]
 
 
@@ -13,7 +15,7 @@ Action = Literal["move", "flag", "log", "keep"]
 class Verdict:
     spam: bool
     action: Action  # move: to Junk; flag: set $Junk; log: dry run; keep: leave it
-    reason: str  # "score", "allow-list", "block-list", "unreadable"
+    reason: str  # score, allow-list, block-list, unreadable, rescued, junked-before, ...
 
 
 def listed(address: str, entries: Collection[str]) -> bool:
@@ -37,11 +39,22 @@ def decide(
     mode: Literal["move", "flag", "dry_run"],
     allow: Collection[str] = (),
     block: Collection[str] = (),
+    remembered: Label | None = None,
+    sender_junked: bool = False,
 ) -> Verdict:
+    """The verdict, in order: allow-list, a message like one the user rescued,
+    block-list, a message like one the user junked, a sender the user keeps
+    junking, and only then the model's score."""
     if sender and listed(sender, allow):
         return Verdict(spam=False, action="keep", reason="allow-list")
+    if remembered == "ham":
+        return Verdict(spam=False, action="keep", reason="rescued-before")
     if sender and listed(sender, block):
         spam, reason = True, "block-list"
+    elif remembered == "spam":
+        spam, reason = True, "junked-before"
+    elif sender_junked:
+        spam, reason = True, "junked-sender"
     else:
         spam, reason = score >= threshold, "score"
     if not spam:
@@ -51,3 +64,4 @@ def decide(
 
 
 UNREADABLE = Verdict(spam=False, action="keep", reason="unreadable")
+RESCUED = Verdict(spam=False, action="keep", reason="rescued")  # back from Junk: never again

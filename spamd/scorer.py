@@ -75,6 +75,7 @@ class Metadata:
     versions: dict[str, str] = field(default_factory=dict)
     sha256: str = ""  # of the .joblib pipeline
     weights_sha256: str = ""  # of the .npz weights
+    parent: str = ""  # a retrained version: the weights_sha256 of the base it was built on
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"

@@ -6,8 +6,11 @@ file, APScheduler) to the pure core and the watchers.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,38 +25,48 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from spamd import config as config_lib
 from spamd import scorer as scorer_lib
+from spamd import state as state_lib
 from spamd.config import Account, Config
 from spamd.errors import SpamdError
 from spamd.imap import Connection
+from spamd.learning import Correction
 from spamd.scorer import Scorer
 from spamd.state import State
-from spamd.watcher import FolderWatcher, Mailbox, Reading, read, read_all
+from spamd.versions import ModelStore
+from spamd.watcher import FolderWatcher, JunkWatcher, Mailbox, Memory, Reading, read, read_all
 
+RETRAIN_TIMEOUT = 900.0
 STOP_GRACE = 4.0  # seconds for watchers to leave IDLE and log out; systemd allows more
 
 
 def state_path(config: Config) -> Path:
-    return config.state_dir / "state.sqlite3"
+    return config.state_dir / state_lib.FILE_NAME
 
 
 class LiveModel:
-    """The model in use; replaced atomically when its files change on disk."""
+    """The model in use; replaced atomically when its files change on disk, or
+    when `resolve` names another file (a promotion or rollback, see `versions`)."""
 
     def __init__(
-        self, path: Path, log: Any, loader: Callable[[Path], Scorer] = scorer_lib.load
+        self,
+        path: Path | Callable[[], Path],
+        log: Any,
+        loader: Callable[[Path], Scorer] = scorer_lib.load,
     ) -> None:
-        self.path = path
+        self._resolve = path if callable(path) else lambda: path
+        self.path = self._resolve()
         self._loader = loader
         self._log = log
-        self._stamp = self._files_stamp()
-        self._current = loader(path)
+        self._stamp = self._files_stamp(self.path)
+        self._current = loader(self.path)
 
     def __call__(self) -> Scorer:
         return self._current
 
-    def _files_stamp(self) -> tuple[tuple[int, int], ...]:
-        stamps = []
-        for file in (scorer_lib.weights_path(self.path), scorer_lib.metadata_path(self.path)):
+    @staticmethod
+    def _files_stamp(path: Path) -> tuple[object, ...]:
+        stamps: list[object] = [path]
+        for file in (scorer_lib.weights_path(path), scorer_lib.metadata_path(path)):
             try:
                 st = file.stat()
                 stamps.append((st.st_mtime_ns, st.st_size))
@@ -63,18 +76,19 @@ class LiveModel:
 
     def check(self) -> bool:
         """Load the model again if its files changed; keep the old one if the new one is refused."""
-        stamp = self._files_stamp()
+        path = self._resolve()
+        stamp = self._files_stamp(path)
         if stamp == self._stamp:
             return False
         try:
-            fresh = self._loader(self.path)
+            fresh = self._loader(path)
         except SpamdError as exc:
             self._log.error("model_refused", error=str(exc), keeping=self._current.version)
             return False
         finally:
             self._stamp = stamp
-        old, self._current = self._current, fresh
-        self._log.info("model_swapped", old=old.version, new=fresh.version)
+        old, self._current, self.path = self._current, fresh, path
+        self._log.info("model_swapped", old=old.version, new=fresh.version, path=str(path))
         return True
 
 
@@ -92,35 +106,42 @@ class Service:
         self.config = config
         self._log = log
         self._connect = connect
-        self.model = model or LiveModel(config.model_path, log)
+        self.store = ModelStore(config.state_dir, config.model_path)
+        self.model = model or LiveModel(self.store.live_path, log)
         self.state = State(state_path(config))
         self.stop_event = threading.Event()
-        self.watchers: list[FolderWatcher] = []
+        self.watchers: list[FolderWatcher] = []  # one per watched folder
+        self.junk_watchers: list[JunkWatcher] = []  # one per account, when learning
         self._threads: list[threading.Thread] = []
         self.scheduler = BackgroundScheduler(timezone=UTC)
+        self._retrain_lock = threading.Lock()
+        self._retrain_again = threading.Event()
 
     def start(self) -> None:
         for account in self.config.accounts:
+            memory = Memory(account.name, self.state, self._log, on_learned=self._learned)
+            common: dict[str, Any] = {
+                "connect": self._connect,
+                "model": self.model,
+                "state": self.state,
+                "log": self._log,
+                "stop": self.stop_event,
+                "memory": memory,
+            }
+            if self.config.learning:
+                self.junk_watchers.append(JunkWatcher(account, **common))
             for folder in account.folders:
-                watcher = FolderWatcher(
-                    account,
-                    folder,
-                    connect=self._connect,
-                    model=self.model,
-                    state=self.state,
-                    log=self._log,
-                    stop=self.stop_event,
-                )
-                self.watchers.append(watcher)
-                self.scheduler.add_job(
-                    _poll,
-                    "interval",
-                    args=[watcher],
-                    seconds=account.poll_interval,
-                    id=f"poll:{account.name}:{folder}",
-                    coalesce=True,
-                    max_instances=1,
-                )
+                self.watchers.append(FolderWatcher(account, folder, **common))
+        for watcher in self._all_watchers():
+            self.scheduler.add_job(
+                _poll,
+                "interval",
+                args=[watcher],
+                seconds=watcher.account.poll_interval,
+                id=f"poll:{watcher.account.name}:{watcher.folder or 'junk'}",
+                coalesce=True,
+                max_instances=1,
+            )
         self.scheduler.add_job(
             self.housekeeping,
             "interval",
@@ -130,9 +151,11 @@ class Service:
             max_instances=1,
         )
         self.scheduler.start()
-        for watcher in self.watchers:
+        for watcher in self._all_watchers():
             thread = threading.Thread(
-                target=watcher.run, name=f"{watcher.account.name}/{watcher.folder}", daemon=True
+                target=watcher.run,
+                name=f"{watcher.account.name}/{watcher.folder or 'junk'}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)
@@ -146,13 +169,13 @@ class Service:
     def housekeeping(self) -> None:
         """Pick up a replaced model file, retry unfinished moves, keep the WAL small."""
         self.model.check()
-        for watcher in self.watchers:
+        for watcher in self._all_watchers():
             watcher.wake.set()
         self.state.checkpoint()
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         self.stop_event.set()
-        for watcher in self.watchers:
+        for watcher in self._all_watchers():
             watcher.wake.set()
         self.scheduler.shutdown(wait=False)
         deadline = time.monotonic() + grace
@@ -165,9 +188,59 @@ class Service:
             self.state.close()
         self._log.info("stopped_all")
 
+    def _learned(self, correction: Correction) -> None:
+        """A user corrected spamd: retrain once corrections stop coming for a moment."""
+        if not self.config.learning:
+            return
+        when = datetime.now(UTC) + timedelta(seconds=self.config.retrain_delay)
+        self.scheduler.add_job(
+            self.retrain, "date", run_date=when, id="retrain", replace_existing=True
+        )
+
+    def retrain(self) -> None:
+        """Train and guard a candidate in a child process (scikit-learn stays out of
+        the daemon); swap to it at once if it was promoted. Corrections that come in
+        while a retrain runs cause one more."""
+        if not self._retrain_lock.acquire(blocking=False):
+            self._retrain_again.set()
+            return
+        try:
+            while True:
+                self._retrain_again.clear()
+                self._retrain_once()
+                if not self._retrain_again.is_set() or self.stop_event.is_set():
+                    break
+        finally:
+            self._retrain_lock.release()
+
+    def _retrain_once(self) -> None:
+        command = [
+            sys.executable, "-m", "spamd.retrain",
+            "--state-dir", str(self.config.state_dir), "--base", str(self.config.model_path),
+        ]  # fmt: skip
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=RETRAIN_TIMEOUT, check=False
+            )
+            outcome = json.loads(done.stdout.strip().splitlines()[-1])
+        except (subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:
+            self._log.error("retrain_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return
+        if "error" in outcome:
+            self._log.error("retrain_failed", error=outcome["error"])
+            return
+        self._log.info("retrained", **outcome)
+        if outcome.get("promoted"):
+            self.model.check()
+            self._log.info("correction_to_live", seconds=round(time.monotonic() - started, 2))
+
     def all_started(self) -> bool:
         """Every watcher has connected or failed at least once."""
-        return all(w.health.connected or w.health.failures for w in self.watchers)
+        return all(w.health.connected or w.health.failures for w in self._all_watchers())
+
+    def _all_watchers(self) -> list[FolderWatcher]:
+        return [*self.watchers, *self.junk_watchers]
 
 
 def _poll(watcher: FolderWatcher) -> None:
@@ -260,7 +333,7 @@ def scan(
 ) -> dict[str, int]:
     """Classify the existing mail of some folders now (`spamd scan`); returns action -> count."""
     state = State(state_path(config))
-    model = LiveModel(config.model_path, log)
+    model = LiveModel(ModelStore(config.state_dir, config.model_path).live_path(), log)
     reader = PoolReader(config.model_path, workers) if workers > 1 else None
     day = (datetime.now(UTC) - timedelta(days=since_days)).date() if since_days else None
     mailbox = connect(account)

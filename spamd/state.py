@@ -19,12 +19,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from spamd.errors import SpamdError
+from spamd.learning import Correction, Label, to_signed, to_unsigned
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (
@@ -54,8 +56,41 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_by_message ON decisions (account, message_id);
 CREATE INDEX IF NOT EXISTS decisions_pending ON decisions (account, folder, status)
     WHERE status IN ('pending', 'copying');
+CREATE INDEX IF NOT EXISTS decisions_by_content ON decisions (account, content_hash);
+-- Labels users gave by moving mail (learning.Correction); the latest label of a
+-- message wins. `raw` is zlib-compressed and capped: what retraining needs.
+CREATE TABLE IF NOT EXISTS corrections (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    label TEXT NOT NULL,       -- spam | ham
+    how TEXT NOT NULL,         -- moved_to_junk | rescued | keyword | bootstrap
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    fingerprint INTEGER,
+    sender TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    at REAL NOT NULL,
+    raw BLOB NOT NULL,
+    UNIQUE (account, content_hash)
+);
+CREATE INDEX IF NOT EXISTS corrections_by_sender ON corrections (account, sender);
+-- What spamd knows to be in each account's Junk folder, to notice what leaves it.
+CREATE TABLE IF NOT EXISTS junk_items (
+    account TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    origin TEXT NOT NULL,      -- spamd | user
+    PRIMARY KEY (account, uidvalidity, uid)
+);
 """
-SCHEMA_VERSION = 1
+FILE_NAME = "state.sqlite3"  # in state_dir
+SCHEMA_VERSION = 2  # 2 added corrections and junk_items (1 upgrades in place)
+MAX_EXAMPLES = 2000  # corrections kept per account (oldest dropped first)
 
 
 class StateError(SpamdError):
@@ -96,7 +131,7 @@ class State:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version > SCHEMA_VERSION:
                 raise StateError(f"{path}: state from a newer spamd (schema {version})")
             self._db.executescript(SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -203,6 +238,150 @@ class State:
             (*args, limit),
         )
         return [_decision(row) for row in rows]
+
+    def moved_to_junk(self, account: str, content_hashes: Sequence[str]) -> set[str]:
+        """Which of these messages spamd itself moved (or meant to move) to Junk."""
+        return self._hashes_in(
+            "SELECT content_hash FROM decisions WHERE account=? AND action='move' "
+            "AND content_hash IN ({})",
+            account,
+            content_hashes,
+        )
+
+    def junked(self, account: str, content_hashes: Sequence[str]) -> set[str]:
+        """Which of these messages went to Junk: moved there by spamd, or labelled spam."""
+        return self.moved_to_junk(account, content_hashes) | self._hashes_in(
+            "SELECT content_hash FROM corrections WHERE account=? AND label='spam' "
+            "AND content_hash IN ({})",
+            account,
+            content_hashes,
+        )
+
+    def _hashes_in(self, sql: str, account: str, content_hashes: Sequence[str]) -> set[str]:
+        if not content_hashes:
+            return set()
+        rows = self._query(
+            sql.format(",".join("?" * len(content_hashes))), (account, *content_hashes)
+        )
+        return {str(row[0]) for row in rows}
+
+    def flagged_uids(self, account: str, folder: str, uidvalidity: int) -> set[int]:
+        """UIDs that spamd itself gave the junk keyword (mode: flag)."""
+        rows = self._query(
+            "SELECT uid FROM decisions WHERE account=? AND folder=? AND uidvalidity=? "
+            "AND action='flag'",
+            (account, folder, uidvalidity),
+        )
+        return {int(row[0]) for row in rows}  # type: ignore[call-overload]
+
+    def corrected_uids(self, account: str, folder: str, uidvalidity: int) -> set[int]:
+        rows = self._query(
+            "SELECT uid FROM corrections WHERE account=? AND folder=? AND uidvalidity=?",
+            (account, folder, uidvalidity),
+        )
+        return {int(row[0]) for row in rows}  # type: ignore[call-overload]
+
+    # -- corrections ------------------------------------------------------------
+
+    def add_correction(self, c: Correction, max_examples: int = MAX_EXAMPLES) -> bool:
+        """Store a label; False when the message already had this label."""
+        with self._transaction() as db:
+            old = db.execute(
+                "SELECT label FROM corrections WHERE account=? AND content_hash=?",
+                (c.account, c.content_hash),
+            ).fetchone()
+            if old and old[0] == c.label:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO corrections (account, label, how, folder, uidvalidity, "
+                "uid, message_id, content_hash, fingerprint, sender, subject, at, raw) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (c.account, c.label, c.how, c.folder, c.uidvalidity, c.uid, c.message_id[:500],
+                 c.content_hash, None if c.fingerprint is None else to_signed(c.fingerprint),
+                 c.sender[:320], c.subject[:300], c.at or time.time(), zlib.compress(c.raw)),
+            )  # fmt: skip
+            db.execute(
+                "DELETE FROM corrections WHERE account=? AND id NOT IN "
+                "(SELECT id FROM corrections WHERE account=? ORDER BY id DESC LIMIT ?)",
+                (c.account, c.account, max_examples),
+            )
+        return True
+
+    def corrections(
+        self, account: str | None = None, limit: int = 100, *, with_raw: bool = False
+    ) -> list[Correction]:
+        """The newest corrections first."""
+        where, args = ("WHERE account=?", [account]) if account else ("", [])
+        raw = "raw" if with_raw else "x''"
+        rows = self._query(
+            "SELECT account, label, how, folder, message_id, content_hash, fingerprint, "  # noqa: S608 - constant columns
+            f"sender, subject, {raw}, uidvalidity, uid, at FROM corrections {where} "
+            "ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [
+            Correction(
+                str(a), str(label), str(how), str(f), str(m), str(h),  # type: ignore[arg-type]
+                None if fp is None else to_unsigned(int(fp)),  # type: ignore[call-overload]
+                str(snd), str(subj), zlib.decompress(r) if r else b"",  # type: ignore[arg-type]
+                int(v), int(u), float(at),  # type: ignore[call-overload, arg-type]
+            )
+            for a, label, how, f, m, h, fp, snd, subj, r, v, u, at in rows
+        ]  # fmt: skip
+
+    def fingerprints(self, account: str) -> list[tuple[int, Label]]:
+        rows = self._query(
+            "SELECT fingerprint, label FROM corrections "
+            "WHERE account=? AND fingerprint IS NOT NULL ORDER BY id",
+            (account,),
+        )
+        return [(to_unsigned(int(fp)), str(label)) for fp, label in rows]  # type: ignore[call-overload, misc]
+
+    def senders_junked(self, account: str, at_least: int) -> set[str]:
+        """Addresses with at least this many user-junked messages and none rescued."""
+        rows = self._query(
+            "SELECT sender FROM corrections WHERE account=? AND sender!='' GROUP BY sender "
+            "HAVING SUM(label='spam' AND how!='bootstrap') >= ? AND SUM(label='ham') = 0",
+            (account, at_least),
+        )
+        return {str(row[0]) for row in rows}
+
+    # -- what is in Junk --------------------------------------------------------
+
+    def junk_items(self, account: str, uidvalidity: int) -> dict[int, tuple[str, str, str]]:
+        """uid -> (message_id, content_hash, origin) of what Junk held at the last look."""
+        rows = self._query(
+            "SELECT uid, message_id, content_hash, origin FROM junk_items "
+            "WHERE account=? AND uidvalidity=?",
+            (account, uidvalidity),
+        )
+        return {int(u): (str(m), str(h), str(o)) for u, m, h, o in rows}  # type: ignore[call-overload]
+
+    def update_junk_items(
+        self,
+        account: str,
+        uidvalidity: int,
+        added: Sequence[tuple[int, str, str, str]],
+        removed: Sequence[int],
+        *,
+        mark: FolderMark | None,
+        folder: str,
+    ) -> None:
+        """Record arrivals (uid, message_id, content_hash, origin) and departures at once."""
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM junk_items WHERE account=? AND uidvalidity!=?", (account, uidvalidity)
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO junk_items VALUES (?,?,?,?,?,?)",
+                [(account, uidvalidity, *item) for item in added],
+            )
+            db.executemany(
+                "DELETE FROM junk_items WHERE account=? AND uidvalidity=? AND uid=?",
+                [(account, uidvalidity, uid) for uid in removed],
+            )
+            if mark is not None:
+                _upsert_mark(db, account, folder, mark)
 
     def checkpoint(self) -> None:
         with self._lock:

@@ -17,15 +17,16 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
-from spamd import policy
+from spamd import learning, policy
 from spamd.config import Account
 from spamd.errors import AuthError, MailboxError, TransientMailboxError
-from spamd.imap import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Fetched, FolderStatus, IdleEvents
+from spamd.imap import Fetched, FolderStatus, IdleEvents
+from spamd.learning import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Correction
 from spamd.message import parse
 from spamd.scorer import Scorer
 from spamd.state import Decision, FolderMark, State
@@ -52,6 +53,8 @@ class Mailbox(Protocol):
     def uids_since(self, day: date | None) -> list[int]: ...
     def existing(self, uids: Sequence[int]) -> set[int]: ...
     def search_header(self, name: str, value: str) -> list[int]: ...
+    def search_keywords(self, keywords: Sequence[str]) -> list[int]: ...
+    def locate(self, message_id: str, skip: Collection[str]) -> tuple[str, int] | None: ...
     def fetch(self, uids: Sequence[int], max_bytes: int) -> list[Fetched]: ...
     def fetch_message_ids(self, uids: Sequence[int]) -> dict[int, str]: ...
     def move(self, uids: Sequence[int], folder: str) -> None: ...
@@ -101,15 +104,73 @@ class Reading:
     score: float = 0.0
     sender: str = ""
     message_id: str = ""
+    subject: str = ""
+    fingerprint: int | None = None
     error: str = ""  # set when the message could not be read: then leave it alone
 
 
 def read(raw: bytes, scorer: Scorer, max_bytes: int) -> Reading:
     try:
         parsed = parse(raw, max_bytes)
-        return Reading(scorer.score_parsed(parsed), parsed.sender.address, parsed.message_id[:500])
+        return Reading(
+            scorer.score_parsed(parsed),
+            parsed.sender.address,
+            parsed.message_id[:500],
+            parsed.subject[:300],
+            learning.fingerprint(parsed),
+        )
     except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
         return Reading(error=type(exc).__name__)
+
+
+class Memory:
+    """One account's corrections as its watchers use them (shared, thread-safe).
+
+    `learn` stores a correction and tells `on_learned` (the service schedules a
+    retrain); `recall` answers from fingerprints and repeatedly junked senders.
+    """
+
+    def __init__(
+        self,
+        account: str,
+        state: State,
+        log: Any,
+        on_learned: Callable[[Correction], None] = lambda c: None,
+    ) -> None:
+        self.account = account
+        self._state = state
+        self._log = log.bind(account=account)
+        self._on_learned = on_learned
+        self._lock = threading.Lock()
+        self._fingerprints = learning.Fingerprints(state.fingerprints(account))
+        self._senders = state.senders_junked(account, learning.SENDER_JUNKED_AFTER)
+
+    def learn(self, correction: Correction) -> bool:
+        """Store a label; False if the message had that label already."""
+        if not self._state.add_correction(correction):
+            return False
+        with self._lock:
+            if correction.fingerprint is not None:
+                self._fingerprints.add(correction.fingerprint, correction.label)
+            self._senders = self._state.senders_junked(self.account, learning.SENDER_JUNKED_AFTER)
+        self._log.info(
+            "correction",
+            label=correction.label,
+            how=correction.how,
+            folder=correction.folder,
+            uid=correction.uid,
+        )
+        self._on_learned(correction)
+        return True
+
+    def recall(self, reading: Reading) -> tuple[learning.Label | None, bool]:
+        """(label of a near-identical corrected message, whether the sender keeps being junked)."""
+        with self._lock:
+            return self._fingerprints.match(reading.fingerprint), reading.sender in self._senders
+
+
+def content_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:32]
 
 
 def read_all(scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> list[Reading]:
@@ -131,6 +192,7 @@ class FolderWatcher:
         log: Any,
         stop: threading.Event,
         read: Reader = read_all,
+        memory: Memory | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.account = account
@@ -138,6 +200,7 @@ class FolderWatcher:
         self._connect = connect
         self._model = model
         self._read = read
+        self._memory = memory or Memory(account.name, state, log)
         self._state = state
         self._log = log.bind(account=account.name, folder=folder)
         self._stop = stop
@@ -200,7 +263,7 @@ class FolderWatcher:
             left = refresh_at - time.monotonic()
             if left <= 0:
                 break
-            if mailbox.idle_wait(min(IDLE_TICK, left)).new_mail:
+            if mailbox.idle_wait(min(IDLE_TICK, left)).changed:
                 break
         mailbox.noop()  # leaves IDLE; also proves the connection is alive
 
@@ -224,7 +287,54 @@ class FolderWatcher:
             mark = FolderMark(status.uidvalidity, 0)
         self._finish_unfinished(mailbox, junk, status.uidvalidity)
         self.handle(mailbox, junk, status.uidvalidity, mailbox.uids_after(mark.last_uid), skip=skip)
+        ours = self._state.flagged_uids(name, self.folder, status.uidvalidity)
+        self.learn_keywords(mailbox, status.uidvalidity, learning.JUNK_KEYWORDS, "spam", ours)
         self.health.last_sync = time.time()
+
+    def learn_keywords(
+        self,
+        mailbox: Mailbox,
+        uidvalidity: int,
+        keywords: Sequence[str],
+        label: learning.Label,
+        ignore: set[int],
+    ) -> None:
+        """Labels a mail client set as keywords on messages of the selected folder."""
+        corrected = self._state.corrected_uids(self.account.name, self.folder, uidvalidity)
+        uids = [u for u in mailbox.search_keywords(keywords) if u not in corrected | ignore]
+        if not uids:
+            return
+        fetched = mailbox.fetch(uids, self.account.fetch_bytes)
+        readings = self._read(self._model(), [m.raw for m in fetched], self.account.fetch_bytes)
+        for message, reading in zip(fetched, readings, strict=True):
+            self._learn(label, "keyword", uidvalidity, message, reading)
+
+    def _learn(
+        self,
+        label: learning.Label,
+        how: str,
+        uidvalidity: int,
+        message: Fetched,
+        reading: Reading,
+        *,
+        folder: str | None = None,
+    ) -> bool:
+        return self._memory.learn(
+            Correction(
+                account=self.account.name,
+                label=label,
+                how=how,
+                folder=folder or self.folder,
+                message_id=reading.message_id,
+                content_hash=content_hash(message.raw),
+                fingerprint=reading.fingerprint,
+                sender=reading.sender,
+                subject=reading.subject,
+                raw=message.raw,
+                uidvalidity=uidvalidity,
+                uid=message.uid,
+            )
+        )
 
     def handle(
         self,
@@ -282,10 +392,14 @@ class FolderWatcher:
         t0 = time.perf_counter()
         readings = self._read(scorer, [m.raw for m in fetched], self.account.fetch_bytes)
         read_ms = (time.perf_counter() - t0) * 1000 / max(1, len(fetched))
-        decisions = [
-            self._decide(message, reading, scorer, uidvalidity)
-            for message, reading in zip(fetched, readings, strict=True)
-        ]
+        # A message that was in Junk and now arrives here was rescued by the user.
+        back = self._state.junked(self.account.name, [content_hash(m.raw) for m in fetched])
+        decisions = []
+        for message, reading in zip(fetched, readings, strict=True):
+            rescued = content_hash(message.raw) in back
+            if rescued:
+                self._learn("ham", "rescued", uidvalidity, message, reading)
+            decisions.append(self._decide(message, reading, scorer, uidvalidity, rescued=rescued))
         self._state.record(decisions, self.account.name, self.folder, mark)
         t0 = time.perf_counter()
         outcome = self._apply(mailbox, junk, [d for d in decisions if d.status == "pending"])
@@ -307,12 +421,21 @@ class FolderWatcher:
             )
 
     def _decide(
-        self, message: Fetched, reading: Reading, scorer: Scorer, uidvalidity: int
+        self,
+        message: Fetched,
+        reading: Reading,
+        scorer: Scorer,
+        uidvalidity: int,
+        *,
+        rescued: bool = False,
     ) -> Decision:
-        if reading.error:
+        if rescued:
+            verdict = policy.RESCUED
+        elif reading.error:
             self._log.error("undecidable", uid=message.uid, error=reading.error)
             verdict = policy.UNREADABLE
         else:
+            remembered, sender_junked = self._memory.recall(reading)
             verdict = policy.decide(
                 reading.score,
                 scorer.threshold,
@@ -320,6 +443,8 @@ class FolderWatcher:
                 mode=self.account.mode,
                 allow=self.account.allow,
                 block=self.account.block,
+                remembered=remembered,
+                sender_junked=sender_junked,
             )
         return Decision(
             account=self.account.name,
@@ -327,7 +452,7 @@ class FolderWatcher:
             uidvalidity=uidvalidity,
             uid=message.uid,
             message_id=reading.message_id,
-            content_hash=hashlib.sha256(message.raw).hexdigest()[:32],
+            content_hash=content_hash(message.raw),
             score=reading.score,
             action=verdict.action,
             reason=verdict.reason,
@@ -397,3 +522,72 @@ class FolderWatcher:
     def _keyword(mailbox: Mailbox, decisions: Sequence[Decision], keyword: str) -> None:
         if decisions:
             mailbox.add_keywords([d.uid for d in decisions], [keyword])
+
+
+class JunkWatcher(FolderWatcher):
+    """Watches an account's Junk folder for what users put in and take out.
+
+    What arrives there and was not moved by spamd is a spam label; what leaves
+    and turns up in another folder (not Trash) is a ham label; what leaves for
+    Trash or for nowhere teaches nothing. The folder is found on connecting.
+    """
+
+    def __init__(self, account: Account, **kwargs: Any) -> None:
+        super().__init__(account, "", **kwargs)
+
+    def sync(self, mailbox: Mailbox, junk: str) -> None:
+        self.folder = junk
+        name = self.account.name
+        status = mailbox.select(junk)
+        mark = self._state.mark(name, junk)
+        if mark is None or mark.uidvalidity != status.uidvalidity:
+            # A first look: what Junk holds already is not anybody's correction.
+            mark = FolderMark(status.uidvalidity, max(0, status.uidnext - 1))
+            self._state.update_junk_items(name, status.uidvalidity, [], [], mark=mark, folder=junk)
+            self._log.info("junk_baseline", existing=status.exists)
+        known = self._state.junk_items(name, status.uidvalidity)
+        gone = sorted(set(known) - mailbox.existing(sorted(known)))
+        new = mailbox.uids_after(mark.last_uid)
+        for start in range(0, len(new), BATCH):
+            added = self._arrived(mailbox, status.uidvalidity, new[start : start + BATCH])
+            last = FolderMark(status.uidvalidity, new[min(len(new), start + BATCH) - 1])
+            self._state.update_junk_items(
+                name, status.uidvalidity, added, [], mark=last, folder=junk
+            )
+        self.learn_keywords(mailbox, status.uidvalidity, learning.NOT_JUNK_KEYWORDS, "ham", set())
+        for uid in gone:
+            self._departed(mailbox, junk, *known[uid])
+        self._state.update_junk_items(name, status.uidvalidity, [], gone, mark=None, folder=junk)
+        if gone:
+            mailbox.select(junk)  # locating departures selected other folders
+        self.health.last_sync = time.time()
+
+    def _arrived(
+        self, mailbox: Mailbox, uidvalidity: int, uids: Sequence[int]
+    ) -> list[tuple[int, str, str, str]]:
+        fetched = mailbox.fetch(uids, self.account.fetch_bytes)
+        readings = self._read(self._model(), [m.raw for m in fetched], self.account.fetch_bytes)
+        ours = self._state.moved_to_junk(self.account.name, [content_hash(m.raw) for m in fetched])
+        items = []
+        for message, reading in zip(fetched, readings, strict=True):
+            digest = content_hash(message.raw)
+            origin = "spamd" if digest in ours else "user"
+            if origin == "user":
+                self._learn("spam", "moved_to_junk", uidvalidity, message, reading)
+            items.append((message.uid, reading.message_id, digest, origin))
+        return items
+
+    def _departed(
+        self, mailbox: Mailbox, junk: str, message_id: str, digest: str, origin: str
+    ) -> None:
+        found = mailbox.locate(message_id, skip={junk}) if message_id else None
+        if found is None:  # deleted, trashed or expired: no label
+            self._log.info("left_junk", origin=origin, to=None)
+            return
+        folder, uid = found
+        fetched = [m for m in mailbox.fetch([uid], self.account.fetch_bytes) if m.uid == uid]
+        if not fetched or content_hash(fetched[0].raw) != digest:
+            self._log.info("left_junk", origin=origin, to=folder, same_content=False)
+            return
+        (reading,) = self._read(self._model(), [fetched[0].raw], self.account.fetch_bytes)
+        self._learn("ham", "rescued", 0, fetched[0], reading, folder=folder)

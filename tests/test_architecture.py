@@ -9,7 +9,7 @@ from pathlib import Path
 
 import spamd
 
-PURE = {"message", "features", "metrics", "model", "scorer", "policy"}
+PURE = {"message", "features", "metrics", "model", "scorer", "policy", "learning"}
 ADAPTER_MODULES = {
     "imapclient",
     "imaplib",

@@ -1,0 +1,128 @@
+"""What users teach by moving mail, and how spamd remembers it. Pure: no I/O.
+
+A *correction* is a label a user gave a message through their mail client:
+
+* ``spam``: they put a message into Junk that spamd had left alone, or set a
+  junk keyword (`JUNK_KEYWORDS`) on it;
+* ``ham``: they took a message spamd had junked out of Junk into another folder
+  (not Trash), or set a not-junk keyword (`NOT_JUNK_KEYWORDS`) on it.
+
+Deleting, expunging or trashing a message teaches nothing.
+
+Two memories keep spamd from repeating a mistake before (and whatever) the
+retrained model says: the *fingerprint* of every corrected message (a 64-bit
+SimHash of its normalised words, so a copy that differs in names, numbers,
+tracking ids or word order matches too), and the senders a user junked again and
+again (`SENDER_JUNKED_AFTER`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from spamd.features import MAX_BODY_CHARS, tokenize
+from spamd.message import ParsedMessage
+
+Label = Literal["spam", "ham"]
+
+# RFC 5788 keywords, and the variants mail clients set (Thunderbird: Junk/NonJunk;
+# Apple Mail: Junk/NotJunk). Compared case-insensitively.
+JUNK_KEYWORD = "$Junk"
+NOT_JUNK_KEYWORD = "$NotJunk"
+JUNK_KEYWORDS = (JUNK_KEYWORD, "Junk")
+NOT_JUNK_KEYWORDS = (NOT_JUNK_KEYWORD, "NotJunk", "NonJunk")
+
+MIN_FINGERPRINT_WORDS = 12  # shorter mail ("thanks!") is too generic to remember
+NEAR_BITS = 3  # SimHashes this close are the same message, give or take a few words
+SENDER_JUNKED_AFTER = 3  # user-junked messages from one address (none rescued) -> junk it
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    account: str
+    label: Label
+    how: str  # moved_to_junk | rescued | keyword | bootstrap
+    folder: str  # where the message was when the label was seen
+    message_id: str
+    content_hash: str
+    fingerprint: int | None
+    sender: str
+    subject: str
+    raw: bytes  # at most the account's fetch cap: what retraining needs
+    uidvalidity: int = 0
+    uid: int = 0
+    at: float = 0.0
+
+
+def has_keyword(flags: Iterable[str], keywords: Iterable[str]) -> bool:
+    wanted = {k.lower() for k in keywords}
+    return any(f.lower() in wanted for f in flags)
+
+
+def fingerprint(message: ParsedMessage) -> int | None:
+    """A 64-bit SimHash of the distinct words of subject and body; None for short mail.
+
+    Words with digits (dates, amounts, ids) and very long ones (tokens, hashes) are
+    left out, so copies of one campaign with different tracking data agree.
+    """
+    words = {
+        w
+        for w in tokenize(f"{message.subject}\n{message.text[:MAX_BODY_CHARS]}")
+        if "0" not in w and len(w) <= 30  # tokenize folds digits to 0
+    }
+    if len(words) < MIN_FINGERPRINT_WORDS:
+        return None
+    hashes = np.array([_hash64(w) for w in words], dtype=np.uint64)
+    bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    majority = bits.sum(axis=0, dtype=np.int64) * 2 > len(words)
+    return int(np.packbits(majority, bitorder="little").view(np.uint64)[0])
+
+
+def _hash64(word: str) -> int:
+    digest = hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+class Fingerprints:
+    """The fingerprints of one account's corrected messages and their latest labels."""
+
+    def __init__(self, entries: Iterable[tuple[int, Label]] = ()) -> None:
+        self._labels: dict[int, Label] = dict(entries)
+        self._array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def add(self, fp: int, label: Label) -> None:
+        if self._labels.get(fp) != label:
+            self._labels[fp] = label
+            self._array = None
+
+    def match(self, fp: int | None) -> Label | None:
+        """The label of the nearest remembered message within `NEAR_BITS`; ham wins ties."""
+        if fp is None or not self._labels:
+            return None
+        if fp in self._labels:
+            return self._labels[fp]
+        if self._array is None:
+            self._array = np.fromiter(self._labels, dtype=np.uint64, count=len(self._labels))
+        distance = np.bitwise_count(self._array ^ np.uint64(fp))
+        close = np.flatnonzero(distance <= NEAR_BITS)
+        if close.size == 0:
+            return None
+        labels = {self._labels[int(self._array[i])] for i in close}
+        return "ham" if "ham" in labels else "spam"
+
+
+def to_signed(fp: int) -> int:
+    """SQLite integers are signed 64-bit."""
+    return fp - (1 << 64) if fp >= 1 << 63 else fp
+
+
+def to_unsigned(fp: int) -> int:
+    return fp + (1 << 64) if fp < 0 else fp
