@@ -12,11 +12,12 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
-from spamd import __version__, corpus
+from spamd import __version__, corpus, versions
 from spamd import config as config_lib
 from spamd import log as log_lib
 from spamd import scorer as scorer_lib
@@ -127,6 +128,8 @@ def _parser() -> argparse.ArgumentParser:
         help="processes that classify (default: one per CPU)",
     )
     scan.set_defaults(handler=_scan)
+
+    _learning_commands(commands)
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     _config_option(check)
@@ -331,6 +334,72 @@ def _scan(args: argparse.Namespace) -> int:
         bar.close()
     summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing new"
     print(f"scanned {sum(counts.values())} messages of {account.name}: {summary}")
+    return 0
+
+
+def _learning_commands(commands: Any) -> None:
+    models = commands.add_parser("model", help="list model versions, or roll back to one")
+    model_commands = models.add_subparsers(dest="model_command", required=True)
+    listing = model_commands.add_parser(
+        "list", help="versions: when, on what, metrics, which is live"
+    )
+    _config_option(listing)
+    listing.set_defaults(handler=_model_list)
+    rollback = model_commands.add_parser("rollback", help="make an earlier version live again")
+    _config_option(rollback)
+    rollback.add_argument("version", nargs="?", help="default: the one live before this one")
+    rollback.set_defaults(handler=_model_rollback)
+
+    corrections = commands.add_parser("corrections", help="recent corrections users made")
+    _config_option(corrections)
+    corrections.add_argument("--account", metavar="NAME")
+    corrections.add_argument("--limit", type=int, default=50)
+    corrections.set_defaults(handler=_corrections)
+
+
+def _store(config: config_lib.Config) -> versions.ModelStore:
+    return versions.ModelStore(config.state_dir, config.model_path)
+
+
+def _model_list(args: argparse.Namespace) -> int:
+    for v in _store(_load_config(args)).versions():
+        meta = v.metadata
+        name = f"base ({v.path})" if v.name == versions.BASE else v.name
+        what = (
+            f"{meta.trained_at or '?'}  {meta.ham} ham / {meta.spam} spam  "
+            f"threshold {meta.threshold:.4f}  "
+            + " ".join(f"{k}={x:.4g}" for k, x in meta.metrics.items())
+            if meta
+            else "unreadable metadata"
+        )
+        refused = f"  [refused: {v.refused}]" if v.refused else ""
+        print(f"{'*' if v.live else ' '} {name}  {what}{refused}")
+    return 0
+
+
+def _model_rollback(args: argparse.Namespace) -> int:
+    name = _store(_load_config(args)).rollback(args.version)
+    print(f"live model: {name} (a running spamd swaps to it within seconds)")
+    return 0
+
+
+def _corrections(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    if args.account:
+        config.account(args.account)  # an unknown name is an error, with suggestions
+    from spamd.service import state_path  # noqa: PLC0415
+    from spamd.state import State  # noqa: PLC0415
+
+    state = State(state_path(config))
+    try:
+        rows = state.corrections(args.account, args.limit)
+    finally:
+        state.close()
+    for c in rows:
+        when = datetime.fromtimestamp(c.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{when}  {c.account}  {c.label:<4}  {c.how:<13}  {c.folder}  {c.subject!r}")
+    if not rows:
+        print("no corrections yet")
     return 0
 
 

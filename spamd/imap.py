@@ -30,6 +30,7 @@ JUNK_FLAG = b"\\Junk"
 FETCH_CHUNK = 500  # UIDs per FETCH: far below Dovecot's 64 KB command line
 MOVE_CHUNK = 1000
 TRASH_FLAG = b"\\Trash"
+NOSELECT_FLAG = b"\\Noselect"
 _CHANGES = (b"EXISTS", b"RECENT", b"EXPUNGE", b"FETCH")  # IDLE news worth a sync
 TRASH_NAMES = {"trash", "deleted items", "deleted messages", "bin"}  # servers without SPECIAL-USE
 
@@ -190,7 +191,7 @@ class Connection:
         """
         for flags, _, name in self._call("LIST", self._client.list_folders):
             trash = TRASH_FLAG in flags or _leaf(str(name)).lower() in TRASH_NAMES
-            if name in skip or trash or imapclient.NOSELECT in flags:
+            if name in skip or trash or NOSELECT_FLAG in flags:
                 continue
             self._stop_idle()
             self._call(f"EXAMINE {name}", partial(self._client.select_folder, name, True))

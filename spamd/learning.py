@@ -38,7 +38,7 @@ JUNK_KEYWORDS = (JUNK_KEYWORD, "Junk")
 NOT_JUNK_KEYWORDS = (NOT_JUNK_KEYWORD, "NotJunk", "NonJunk")
 
 MIN_FINGERPRINT_WORDS = 12  # shorter mail ("thanks!") is too generic to remember
-NEAR_BITS = 3  # SimHashes this close are the same message, give or take a few words
+NEAR_BITS = 8  # of 64: one word in 40 changed moves ~8 bits; random pairs match ~3e-10
 SENDER_JUNKED_AFTER = 3  # user-junked messages from one address (none rescued) -> junk it
 
 

@@ -158,6 +158,9 @@ def _latest(corrections: Sequence[Correction]) -> list[Correction]:
 
 
 def _refusal(held: metrics.Report, budget: float, wrong: Sequence[Correction]) -> str:
+    if wrong:
+        subjects = "; ".join(f"{c.label} {c.subject[:40]!r}" for c in wrong[:3])
+        return f"gets {len(wrong)} correction(s) wrong: {subjects}"
     if held.false_positive_rate > budget:
         return (
             f"false-positive rate {held.false_positive_rate:.4%} on held-out mail is over "
@@ -167,9 +170,6 @@ def _refusal(held: metrics.Report, budget: float, wrong: Sequence[Correction]) -
         return f"recall {held.recall:.4f} on held-out spam is below {MIN_RECALL}"
     if held.roc_auc < MIN_AUC:
         return f"ROC AUC {held.roc_auc:.4f} on held-out mail is below {MIN_AUC}"
-    if wrong:
-        subjects = "; ".join(f"{c.label} {c.subject[:40]!r}" for c in wrong[:3])
-        return f"gets {len(wrong)} correction(s) wrong: {subjects}"
     return ""
 
 

@@ -36,6 +36,7 @@ from spamd.versions import ModelStore
 from spamd.watcher import FolderWatcher, JunkWatcher, Mailbox, Memory, Reading, read, read_all
 
 RETRAIN_TIMEOUT = 900.0
+MODEL_CHECK_INTERVAL = 5.0  # seconds: a promotion, rollback or replaced model file goes live
 STOP_GRACE = 4.0  # seconds for watchers to leave IDLE and log out; systemd allows more
 
 
@@ -142,6 +143,14 @@ class Service:
                 coalesce=True,
                 max_instances=1,
             )
+        self.scheduler.add_job(
+            self.model.check,
+            "interval",
+            seconds=MODEL_CHECK_INTERVAL,
+            id="model_check",
+            coalesce=True,
+            max_instances=1,
+        )
         self.scheduler.add_job(
             self.housekeeping,
             "interval",

@@ -226,6 +226,9 @@ class FolderWatcher:
                 delay = self._failed(exc, backoff, AUTH_BACKOFF_MAX)
             except MailboxError as exc:  # transient or a refused command: reconnect
                 delay = self._failed(exc, backoff, BACKOFF_MAX)
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the watcher for good
+                self._log.exception("internal_error", kind=type(exc).__name__)
+                delay = self._failed(exc, backoff, BACKOFF_MAX)
             finally:
                 self.health.connected = False
                 if mailbox is not None:
@@ -572,6 +575,7 @@ class JunkWatcher(FolderWatcher):
         for message, reading in zip(fetched, readings, strict=True):
             digest = content_hash(message.raw)
             origin = "spamd" if digest in ours else "user"
+            self._log.info("arrived_in_junk", uid=message.uid, origin=origin)
             if origin == "user":
                 self._learn("spam", "moved_to_junk", uidvalidity, message, reading)
             items.append((message.uid, reading.message_id, digest, origin))

@@ -1,0 +1,299 @@
+"""Learning from users: corrections by moving mail, memory of them, guarded retraining."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from spamd import learning, policy, retrain
+from spamd import model as model_lib
+from spamd.learning import Correction, Fingerprints, fingerprint
+from spamd.message import parse
+from spamd.service import state_path
+from spamd.state import State
+from spamd.versions import BASE, ModelStore
+from tests.conftest import (
+    HAM,
+    ROOT,
+    SHIPPED_MODEL,
+    SPAM,
+    Box,
+    running_service,
+    spamd_config,
+    wait_until,
+)
+
+# -- fingerprints (pure) -----------------------------------------------------------
+
+OFFER = (
+    "Dear {name}, your account {number} has been selected for our exclusive reward "
+    "programme. Claim the gift card today by confirming your details on the secure "
+    "page below before the offer expires at midnight. Reference {ref}."
+)
+
+
+def offer(name: str, number: str, ref: str, message_id: str = "<a@x>") -> bytes:
+    body = OFFER.format(name=name, number=number, ref=ref)
+    return (
+        f"From: promo@deals.example\r\nSubject: Reward waiting\r\nMessage-ID: {message_id}\r\n\r\n"
+        f"{body}\r\n"
+    ).encode()
+
+
+def test_near_identical_copies_share_a_fingerprint_and_others_do_not() -> None:
+    first = fingerprint(parse(offer("Alice", "12345", "a8f3bc91d2")))
+    copy = fingerprint(parse(offer("Bob", "99812", "77ee01aa4f", "<b@x>")))
+    other = fingerprint(parse((SPAM[1]).read_bytes()))
+    assert first is not None and copy is not None and other is not None
+    memory = Fingerprints([(first, "spam")])
+    assert memory.match(copy) == "spam"
+    assert memory.match(other) is None
+    assert fingerprint(parse(b"Subject: thanks\r\n\r\nthanks, see you soon")) is None
+
+
+def test_a_rescue_outweighs_a_junking_of_the_same_message() -> None:
+    fp = fingerprint(parse(offer("Alice", "1", "r")))
+    assert fp is not None
+    memory = Fingerprints([(fp, "spam"), (fp ^ 1, "ham")])
+    assert memory.match(fp ^ 2) == "ham"
+
+
+def test_policy_order_allow_rescue_block_memory_sender_score() -> None:
+    def verdict(**kw: object) -> str:
+        args: dict[str, object] = {"mode": "move", **kw}
+        return policy.decide(0.1, 0.9, "x@spam.example", **args).reason  # type: ignore[arg-type]
+
+    assert verdict(allow=["spam.example"], remembered="ham") == "allow-list"
+    assert verdict(remembered="ham", block=["spam.example"]) == "rescued-before"
+    assert verdict(remembered="spam", block=["spam.example"]) == "block-list"
+    assert verdict(remembered="spam") == "junked-before"
+    assert verdict(sender_junked=True) == "junked-sender"
+    assert verdict() == "score"
+
+
+# -- versions and base data (files, no server) -----------------------------------------
+
+
+def test_base_data_round_trips(tmp_path: Path) -> None:
+    counts = sp.random(30, 5000, density=0.02, format="csr", random_state=1) * 40
+    counts.data = np.ceil(counts.data)
+    labels = np.arange(30) % 2
+    model_lib.write_base(counts, labels, tmp_path / "b.base.npz")
+    back, back_labels = model_lib.read_base(tmp_path / "b.base.npz")
+    assert (back != counts).nnz == 0
+    assert (back_labels == labels).all()
+
+
+def store_with(tmp_path: Path, model: Path = SHIPPED_MODEL) -> ModelStore:
+    """A state dir whose base is a copy of a model (the shipped one: a real held-out set)."""
+    base = tmp_path / "base" / "model.joblib"
+    base.parent.mkdir()
+    for suffix in (".npz", ".json", ".base.npz"):
+        shutil.copy(model.with_suffix(suffix), base.with_suffix(suffix))
+    return ModelStore(tmp_path / "state", base)
+
+
+def correction(raw: bytes, label: learning.Label, how: str = "rescued") -> Correction:
+    parsed = parse(raw)
+    return Correction(
+        account="a",
+        label=label,
+        how=how,
+        folder="INBOX",
+        message_id=parsed.message_id,
+        content_hash=str(hash(raw)),
+        fingerprint=fingerprint(parsed),
+        sender=parsed.sender.address,
+        subject=parsed.subject,
+        raw=raw,
+    )
+
+
+def test_retrain_promotes_a_candidate_that_learns_the_correction(
+    tmp_path: Path,
+) -> None:
+    store = store_with(tmp_path)
+    state = State(tmp_path / "state" / "state.sqlite3")
+    ham_like_spam = SPAM[0].read_bytes().replace(b"Subject:", b"X-Rescued: yes\r\nSubject:", 1)
+    state.add_correction(correction(ham_like_spam, "ham"))
+    outcome = retrain.retrain(store, state)
+    assert outcome.promoted, outcome.refused
+    assert outcome.corrections == outcome.corrections_right == 1
+    assert store.live_name() == outcome.version != BASE
+    # Rollback without a name returns to the base; naming the version brings it back.
+    assert store.rollback() == BASE and store.live_path() == store.base
+    store.rollback(outcome.version)
+    assert store.live_name() == outcome.version
+
+
+def test_retrain_refuses_a_candidate_that_gets_corrections_wrong(
+    tmp_path: Path,
+) -> None:
+    store = store_with(tmp_path)
+    state = State(tmp_path / "state" / "state.sqlite3")
+    raw = SPAM[2].read_bytes()
+    # Same words, opposite labels: no model can get both right.
+    state.add_correction(correction(raw, "ham"))
+    state.add_correction(correction(raw.replace(b"Subject:", b"X-Copy: 1\r\nSubject:", 1), "spam"))
+    outcome = retrain.retrain(store, state)
+    assert not outcome.promoted
+    assert "wrong" in outcome.refused
+    assert store.live_name() == BASE
+    refused = [v for v in store.versions() if v.name == outcome.version]
+    assert refused and refused[0].refused == outcome.refused
+
+
+def test_a_replaced_base_model_wins_over_versions_built_on_the_old_one(
+    tmp_path: Path,
+) -> None:
+    store = store_with(tmp_path)
+    state = State(tmp_path / "state" / "state.sqlite3")
+    outcome = retrain.retrain(store, state)
+    assert store.live_name() == outcome.version
+    meta = json.loads(store.base.with_suffix(".json").read_text())
+    meta["weights_sha256"] = "0" * 64  # as if the admin installed another model
+    store.base.with_suffix(".json").write_text(json.dumps(meta))
+    assert store.live_name() == BASE
+
+
+# -- against Dovecot -------------------------------------------------------------------
+
+
+def move(box: Box, source: str, target: str) -> None:
+    box.client.select_folder(source)
+    box.client.move(box.client.search("ALL"), target)
+    box.client.unselect_folder()  # STATUS of a selected folder can lag on this connection
+
+
+def test_rescued_mail_is_learned_never_moved_back_and_retrained_live(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 0.2})
+    with running_service(config) as (service, events):
+        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        mailbox.append(SPAM[0].read_bytes())
+        wait_until(lambda: mailbox.count("Junk") == 1)
+        before = service.model().version
+        move(mailbox, "Junk", "INBOX")  # the user: "this is not spam"
+        wait_until(lambda: events.named("correction"))
+        wait_until(lambda: events.named("retrained"), timeout=60)
+        wait_until(lambda: service.model().version != before)
+        # A near-identical copy stays in the inbox too.
+        mailbox.append(SPAM[0].read_bytes().replace(b"Message-ID: <", b"Message-ID: <again-", 1))
+        wait_until(lambda: len(events.named("message")) == 3)
+    (label,) = {e["label"] for e in events.named("correction")}
+    assert label == "ham"
+    assert events.named("retrained")[0]["promoted"] is True
+    reasons = [e["reason"] for e in events.named("message")]
+    assert reasons[1] == "rescued"
+    assert reasons[2] in ("rescued-before", "score")  # the retrained model may know it now
+    assert mailbox.count("INBOX") == 2 and mailbox.count("Junk") == 0
+    assert mailbox.total() == 2
+
+
+NEWSLETTER = (
+    "Hello {name}, the gardening club meets again on Thursday evening in the community "
+    "hall. We will talk about planting bulbs for spring, sharing seeds and tools, and "
+    "the allotment rota for the coming months. Tea and biscuits as usual. Issue {number}."
+)
+
+
+def newsletter(name: str, number: str, message_id: str) -> bytes:
+    body = NEWSLETTER.format(name=name, number=number)
+    return (
+        f"From: club@garden.example\r\nSubject: Club news\r\nMessage-ID: {message_id}\r\n\r\n"
+        f"{body}\r\n"
+    ).encode()
+
+
+def test_mail_the_user_junks_is_learned_and_its_copies_follow(mailbox: Box, tmp_path: Path) -> None:
+    config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 3600})
+    raw = newsletter("Alice", "12", "<n1@garden.example>")
+    with running_service(config) as (service, events):
+        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        mailbox.append(raw)
+        wait_until(lambda: events.named("message"))
+        assert mailbox.count("INBOX") == 1, "the model was expected to let this one through"
+        move(mailbox, "INBOX", "Junk")  # the user: "this is spam"
+        wait_until(lambda: events.named("correction"))
+        mailbox.append(newsletter("Bob", "13", "<n2@garden.example>"))
+        wait_until(lambda: mailbox.count("Junk") == 2)
+    (correction_event,) = events.named("correction")
+    assert correction_event["label"] == "spam"
+    assert correction_event["how"] == "moved_to_junk"
+    assert events.named("message")[-1]["reason"] == "junked-before"
+    assert mailbox.total() == 2
+
+
+def test_deleting_or_trashing_junk_teaches_nothing(mailbox: Box, tmp_path: Path) -> None:
+    config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 3600})
+    with running_service(config) as (service, events):
+        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        for path in SPAM[:2]:
+            mailbox.append(path.read_bytes())
+        wait_until(lambda: len(events.named("arrived_in_junk")) == 2)
+        client = mailbox.client
+        client.select_folder("Junk")
+        first, second = client.search("ALL")
+        client.move([first], "Trash")
+        client.delete_messages([second])
+        client.expunge()
+        wait_until(lambda: len(events.named("left_junk")) == 2)
+    assert events.named("correction") == []
+    assert {e["to"] for e in events.named("left_junk")} == {None}
+
+
+def test_junk_keywords_set_by_a_client_are_labels(mailbox: Box, tmp_path: Path) -> None:
+    config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 3600})
+    with running_service(config) as (service, events):
+        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        mailbox.append(HAM[0].read_bytes())
+        mailbox.append(SPAM[0].read_bytes())
+        wait_until(lambda: len(events.named("message")) == 2 and mailbox.count("Junk") == 1)
+        client = mailbox.client
+        client.select_folder("INBOX")
+        client.add_flags(client.search("ALL"), ["Junk"])  # Thunderbird's "Junk" button
+        client.select_folder("Junk")
+        client.add_flags(client.search("ALL"), ["$NotJunk"])
+        wait_until(lambda: len(events.named("correction")) == 2)
+    labels = sorted((e["label"], e["how"]) for e in events.named("correction"))
+    assert labels == [("ham", "keyword"), ("spam", "keyword")]
+    rows = State(state_path(config)).corrections()
+    assert sorted(c.label for c in rows) == ["ham", "spam"]
+    assert all(c.subject for c in rows)
+
+
+def test_cli_lists_models_and_corrections_and_rolls_back(tmp_path: Path) -> None:
+    store = store_with(tmp_path)
+    state = State(tmp_path / "state" / "state.sqlite3")
+    state.add_correction(correction(SPAM[0].read_bytes(), "ham"))
+    version = retrain.retrain(store, state).version
+    state.close()
+    config = tmp_path / "spamd.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\nmodel: {{path: {store.base}}}\n"
+        "accounts: [{name: a, host: 127.0.0.1, password: x, username: a}]\n"
+    )
+
+    def spamd(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "spamd.cli", *args, "--config", str(config)],
+            capture_output=True, text=True, cwd=ROOT, check=True,
+        )  # fmt: skip
+        return done.stdout
+
+    listed = spamd("model", "list")
+    assert f"* {version}" in listed and "base" in listed
+    assert "ham" in spamd("corrections") and "rescued" in spamd("corrections")
+    assert "base" in spamd("model", "rollback")
+    assert f"  {version}" in spamd("model", "list")  # listed, no longer live
+    with pytest.raises(subprocess.CalledProcessError) as error:
+        spamd("model", "rollback", "nosuchversion")
+    assert "no model version" in error.value.stderr
