@@ -74,7 +74,6 @@ class Outcome:
 
 def retrain(store: ModelStore, state: State, fp_budget: float | None = None) -> Outcome:
     started = time.monotonic()
-    live = scorer_lib.load(store.live_path())
     base_model = scorer_lib.load(store.base)
     budget = fp_budget if fp_budget is not None else base_model.metadata.fp_budget
     counts, labels = model_lib.read_base(model_lib.base_path(store.base))
@@ -104,16 +103,13 @@ def retrain(store: ModelStore, state: State, fp_budget: float | None = None) -> 
     threshold = max(model_lib.MIN_THRESHOLD, metrics.threshold_for_fpr(held_ham, budget))
     held = metrics.report(labels[held_idx], held_scores, threshold)
     replay = learner.predict_proba(fixes)[:, 1] if fix_labels.size else np.empty(0)
-    right = int(((replay >= threshold) == (fix_labels == 1)).sum())
-    wrong = [
-        c
-        for c, s in zip(corrections, replay, strict=True)
-        if (s >= threshold) != (c.label == "spam")
-    ]
+    correct = (replay >= threshold) == (fix_labels == 1)
+    right = int(correct.sum())
+    wrong = [c for c, ok in zip(corrections, correct, strict=True) if not ok]
 
     refused = _refusal(held, budget, wrong)
     meta = dataclasses.replace(
-        live.metadata,
+        base_model.metadata,
         threshold=threshold,
         ham=int((y == 0).sum()),
         spam=int((y == 1).sum()),

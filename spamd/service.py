@@ -55,11 +55,11 @@ class LiveModel:
         loader: Callable[[Path], Scorer] = scorer_lib.load,
     ) -> None:
         self._resolve = path if callable(path) else lambda: path
-        self.path = self._resolve()
+        first = self._resolve()
         self._loader = loader
         self._log = log
-        self._stamp = self._files_stamp(self.path)
-        self._current = loader(self.path)
+        self._stamp = self._files_stamp(first)
+        self._current = loader(first)
 
     def __call__(self) -> Scorer:
         return self._current
@@ -88,7 +88,7 @@ class LiveModel:
             return False
         finally:
             self._stamp = stamp
-        old, self._current, self.path = self._current, fresh, path
+        old, self._current = self._current, fresh
         self._log.info("model_swapped", old=old.version, new=fresh.version, path=str(path))
         return True
 
@@ -314,7 +314,7 @@ class PoolReader:
         self._pool.shutdown(cancel_futures=True)
 
 
-_worker_scorer: Scorer | None = None
+_worker_scorer: Scorer  # set by the initializer; if that fails, the pool is broken
 
 
 def _load_worker_model(path: Path) -> None:
@@ -323,8 +323,6 @@ def _load_worker_model(path: Path) -> None:
 
 
 def _read_in_worker(raw: bytes, max_bytes: int) -> Reading:
-    if _worker_scorer is None:  # the initializer failed; that worker's pool is broken anyway
-        return Reading(error="no model")
     return read(raw, _worker_scorer, max_bytes)
 
 
@@ -342,8 +340,9 @@ def scan(
 ) -> dict[str, int]:
     """Classify the existing mail of some folders now (`spamd scan`); returns action -> count."""
     state = State(state_path(config))
-    model = LiveModel(ModelStore(config.state_dir, config.model_path).live_path(), log)
-    reader = PoolReader(config.model_path, workers) if workers > 1 else None
+    live = ModelStore(config.state_dir, config.model_path).live_path()
+    model = LiveModel(live, log)
+    reader = PoolReader(live, workers) if workers > 1 else None  # workers score with it too
     day = (datetime.now(UTC) - timedelta(days=since_days)).date() if since_days else None
     mailbox = connect(account)
     counts: dict[str, int] = {}

@@ -101,6 +101,7 @@ class Backoff:
 class Reading:
     """What the model and the headers say about one message."""
 
+    content_hash: str  # of the fetched bytes: how a message is recognised in another folder
     score: float = 0.0
     sender: str = ""
     message_id: str = ""
@@ -110,9 +111,11 @@ class Reading:
 
 
 def read(raw: bytes, scorer: Scorer, max_bytes: int) -> Reading:
+    digest = hashlib.sha256(raw).hexdigest()[:32]
     try:
         parsed = parse(raw, max_bytes)
         return Reading(
+            digest,
             scorer.score_parsed(parsed),
             parsed.sender.address,
             parsed.message_id[:500],
@@ -120,7 +123,7 @@ def read(raw: bytes, scorer: Scorer, max_bytes: int) -> Reading:
             learning.fingerprint(parsed),
         )
     except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
-        return Reading(error=type(exc).__name__)
+        return Reading(digest, error=type(exc).__name__)
 
 
 class Memory:
@@ -167,10 +170,6 @@ class Memory:
         """(label of a near-identical corrected message, whether the sender keeps being junked)."""
         with self._lock:
             return self._fingerprints.match(reading.fingerprint), reading.sender in self._senders
-
-
-def content_hash(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()[:32]
 
 
 def read_all(scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> list[Reading]:
@@ -307,10 +306,13 @@ class FolderWatcher:
         uids = [u for u in mailbox.search_keywords(keywords) if u not in corrected | ignore]
         if not uids:
             return
+        for message, reading in self._fetch_read(mailbox, uids):
+            self._learn(label, "keyword", uidvalidity, message, reading)
+
+    def _fetch_read(self, mailbox: Mailbox, uids: Sequence[int]) -> list[tuple[Fetched, Reading]]:
         fetched = mailbox.fetch(uids, self.account.fetch_bytes)
         readings = self._read(self._model(), [m.raw for m in fetched], self.account.fetch_bytes)
-        for message, reading in zip(fetched, readings, strict=True):
-            self._learn(label, "keyword", uidvalidity, message, reading)
+        return list(zip(fetched, readings, strict=True))
 
     def _learn(
         self,
@@ -329,7 +331,7 @@ class FolderWatcher:
                 how=how,
                 folder=folder or self.folder,
                 message_id=reading.message_id,
-                content_hash=content_hash(message.raw),
+                content_hash=reading.content_hash,
                 fingerprint=reading.fingerprint,
                 sender=reading.sender,
                 subject=reading.subject,
@@ -396,10 +398,10 @@ class FolderWatcher:
         readings = self._read(scorer, [m.raw for m in fetched], self.account.fetch_bytes)
         read_ms = (time.perf_counter() - t0) * 1000 / max(1, len(fetched))
         # A message that was in Junk and now arrives here was rescued by the user.
-        back = self._state.junked(self.account.name, [content_hash(m.raw) for m in fetched])
+        back = self._state.junked(self.account.name, [r.content_hash for r in readings])
         decisions = []
         for message, reading in zip(fetched, readings, strict=True):
-            rescued = content_hash(message.raw) in back
+            rescued = reading.content_hash in back
             if rescued:
                 self._learn("ham", "rescued", uidvalidity, message, reading)
             decisions.append(self._decide(message, reading, scorer, uidvalidity, rescued=rescued))
@@ -455,7 +457,7 @@ class FolderWatcher:
             uidvalidity=uidvalidity,
             uid=message.uid,
             message_id=reading.message_id,
-            content_hash=content_hash(message.raw),
+            content_hash=reading.content_hash,
             score=reading.score,
             action=verdict.action,
             reason=verdict.reason,
@@ -568,17 +570,15 @@ class JunkWatcher(FolderWatcher):
     def _arrived(
         self, mailbox: Mailbox, uidvalidity: int, uids: Sequence[int]
     ) -> list[tuple[int, str, str, str]]:
-        fetched = mailbox.fetch(uids, self.account.fetch_bytes)
-        readings = self._read(self._model(), [m.raw for m in fetched], self.account.fetch_bytes)
-        ours = self._state.moved_to_junk(self.account.name, [content_hash(m.raw) for m in fetched])
+        read = self._fetch_read(mailbox, uids)
+        ours = self._state.moved_to_junk(self.account.name, [r.content_hash for _, r in read])
         items = []
-        for message, reading in zip(fetched, readings, strict=True):
-            digest = content_hash(message.raw)
-            origin = "spamd" if digest in ours else "user"
+        for message, reading in read:
+            origin = "spamd" if reading.content_hash in ours else "user"
             self._log.info("arrived_in_junk", uid=message.uid, origin=origin)
             if origin == "user":
                 self._learn("spam", "moved_to_junk", uidvalidity, message, reading)
-            items.append((message.uid, reading.message_id, digest, origin))
+            items.append((message.uid, reading.message_id, reading.content_hash, origin))
         return items
 
     def _departed(
@@ -589,9 +589,8 @@ class JunkWatcher(FolderWatcher):
             self._log.info("left_junk", origin=origin, to=None)
             return
         folder, uid = found
-        fetched = [m for m in mailbox.fetch([uid], self.account.fetch_bytes) if m.uid == uid]
-        if not fetched or content_hash(fetched[0].raw) != digest:
+        same = [(m, r) for m, r in self._fetch_read(mailbox, [uid]) if r.content_hash == digest]
+        if not same:
             self._log.info("left_junk", origin=origin, to=folder, same_content=False)
             return
-        (reading,) = self._read(self._model(), [fetched[0].raw], self.account.fetch_bytes)
-        self._learn("ham", "rescued", 0, fetched[0], reading, folder=folder)
+        self._learn("ham", "rescued", 0, *same[0], folder=folder)
