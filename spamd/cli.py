@@ -56,17 +56,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spamd {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a model from labelled mail")
-    train.add_argument(
+    train = commands.add_parser(
+        "train",
+        help="train a model from labelled mail, or an account's model from its folders",
+        description="Either --corpus DIR... --out PATH: a new base model from labelled mail; "
+        "or --from-imap --config FILE --account NAME: a first retrain of the account's model "
+        "on its own folders (Junk as spam, received mail as ham), for people with no "
+        "corrections yet.",
+    )
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--corpus",
         action="append",
-        required=True,
         type=Path,
         metavar="DIR",
         help="directory with ham/ and spam/ (folders of files, Maildirs or mbox files); repeatable",
     )
+    source.add_argument(
+        "--from-imap", action="store_true", help="label the account's newest mail by its folder"
+    )
+    train.add_argument("--out", type=Path, metavar="PATH", help="model file to write (--corpus)")
+    train.add_argument("--config", type=Path, metavar="FILE", help="configuration (--from-imap)")
+    train.add_argument("--account", metavar="NAME", help="account to learn from (--from-imap)")
     train.add_argument(
-        "--out", required=True, type=Path, metavar="PATH", help="model file to write"
+        "--limit",
+        type=int,
+        default=500,
+        metavar="N",
+        help="most messages taken per class (--from-imap; default: %(default)s)",
     )
     train.add_argument(
         "--fp-budget",
@@ -75,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RATE",
         help="largest share of ham the threshold may send to Junk (default: %(default)s)",
     )
-    train.set_defaults(handler=_train)
+    train.set_defaults(handler=_train, usage_error=train.error)
 
     classify = commands.add_parser("classify", help="score messages: one line each")
     _model_option(classify)
@@ -192,6 +209,10 @@ def _say(text: str) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.from_imap:
+        return _train_from_imap(args)
+    if not args.out:
+        args.usage_error("--corpus needs --out")
     examples = _load_examples(args.corpus)
     from spamd import model as model_lib  # noqa: PLC0415 - scikit-learn only when training
 
@@ -209,6 +230,30 @@ def _train(args: argparse.Namespace) -> int:
     for key, value in meta.metrics.items():
         print(f"held-out {key}: {value:.4f}")
     return 0
+
+
+def _train_from_imap(args: argparse.Namespace) -> int:
+    if not (args.config and args.account):
+        args.usage_error("--from-imap needs --config and --account")
+    if args.limit < 1:
+        args.usage_error(f"--limit must be at least 1, got {args.limit}")
+    config = _load_config(args)
+    account = config.account(args.account)
+    from spamd import bootstrap  # noqa: PLC0415 - IMAP and scikit-learn only here
+    from spamd.imap import Connection  # noqa: PLC0415
+
+    _say(f"spamd: reading {account.name}'s folders and retraining…")
+    result = bootstrap.run(config, account, args.limit, Connection.open)
+    outcome = result.outcome
+    print(
+        f"{account.name}: {result.spam} spam from Junk, {result.ham} ham from "
+        f"{', '.join(result.folders) or 'no folder'}; {result.added} new"
+    )
+    if outcome.promoted:
+        print(f"model {outcome.version} is live (a running spamd swaps to it within seconds)")
+    else:
+        print(f"model {outcome.version} was refused: {outcome.refused}")
+    return 0 if outcome.promoted else 1
 
 
 def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -32,7 +32,18 @@ MOVE_CHUNK = 1000
 TRASH_FLAG = b"\\Trash"
 NOSELECT_FLAG = b"\\Noselect"
 _CHANGES = (b"EXISTS", b"RECENT", b"EXPUNGE", b"FETCH")  # IDLE news worth a sync
+# Folders that hold no received mail worth learning from (RFC 6154 special uses).
+RECEIVED_SKIP = {
+    TRASH_FLAG,
+    JUNK_FLAG,
+    NOSELECT_FLAG,
+    b"\\Drafts",
+    b"\\Sent",
+    b"\\All",
+    b"\\Flagged",
+}
 TRASH_NAMES = {"trash", "deleted items", "deleted messages", "bin"}  # servers without SPECIAL-USE
+NOT_RECEIVED_NAMES = {*TRASH_NAMES, "junk", "spam", "drafts", "sent", "sent items", "sent messages"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +158,10 @@ class Connection:
             self._call("CREATE", lambda: self._client.create_folder(wanted))
         return wanted
 
-    def select(self, folder: str) -> FolderStatus:
+    def select(self, folder: str, *, readonly: bool = False) -> FolderStatus:
         self._stop_idle()
-        info = self._call(f"SELECT {folder}", lambda: self._client.select_folder(folder))
+        command = f"{'EXAMINE' if readonly else 'SELECT'} {folder}"
+        info = self._call(command, lambda: self._client.select_folder(folder, readonly))
         self.selected = folder
         return FolderStatus(
             folder,
@@ -184,21 +196,37 @@ class Connection:
             criteria += (["OR"] if i < len(keywords) - 1 else []) + ["KEYWORD", keyword]
         return sorted(self._call("SEARCH", lambda: self._client.search(criteria)))
 
+    def other_folders(self, skip: Collection[str], *, received_only: bool = False) -> list[str]:
+        """Selectable folders other than `skip` and Trash. With `received_only`, also
+        without Junk, Drafts, Sent and virtual folders (All Mail, Flagged): where
+        mail the user received and kept is."""
+        flags_out, names_out = (
+            (RECEIVED_SKIP, NOT_RECEIVED_NAMES)
+            if received_only
+            else ({TRASH_FLAG, NOSELECT_FLAG}, TRASH_NAMES)
+        )
+        return [
+            str(name)
+            for flags, _, name in self._call("LIST", self._client.list_folders)
+            if name not in skip
+            and not flags_out & set(flags)
+            and _leaf(str(name)).lower() not in names_out
+        ]
+
+    def examine(self, folder: str) -> FolderStatus:
+        """Select a folder read-only."""
+        return self.select(folder, readonly=True)
+
     def locate(self, message_id: str, skip: Collection[str]) -> tuple[str, int] | None:
         """Some folder (not in `skip`, not Trash) holding this Message-ID, and its UID there.
 
         Leaves a folder selected read-only: select the working folder again after.
         """
-        for flags, _, name in self._call("LIST", self._client.list_folders):
-            trash = TRASH_FLAG in flags or _leaf(str(name)).lower() in TRASH_NAMES
-            if name in skip or trash or NOSELECT_FLAG in flags:
-                continue
-            self._stop_idle()
-            self._call(f"EXAMINE {name}", partial(self._client.select_folder, name, True))
-            self.selected = str(name)
+        for name in self.other_folders(skip):
+            self.examine(name)
             found = self.search_header("Message-ID", message_id)
             if found:
-                return str(name), found[0]
+                return name, found[0]
         return None
 
     def search_header(self, name: str, value: str) -> list[int]:

@@ -7,7 +7,9 @@ A *correction* is a label a user gave a message through their mail client:
 * ``ham``: they took a message spamd had junked out of Junk into another folder
   (not Trash), or set a not-junk keyword (`NOT_JUNK_KEYWORDS`) on it.
 
-Deleting, expunging or trashing a message teaches nothing.
+Deleting, expunging or trashing a message teaches nothing. `spamd train
+--from-imap` adds ``BOOTSTRAP`` labels: guesses from what the folders hold,
+which retraining uses but nothing remembers.
 
 Two memories keep spamd from repeating a mistake before (and whatever) the
 retrained model says: the *fingerprint* of every corrected message (a 64-bit
@@ -40,13 +42,14 @@ NOT_JUNK_KEYWORDS = (NOT_JUNK_KEYWORD, "NotJunk", "NonJunk")
 MIN_FINGERPRINT_WORDS = 12  # shorter mail ("thanks!") is too generic to remember
 NEAR_BITS = 8  # of 64: one word in 40 changed moves ~8 bits; random pairs match ~3e-10
 SENDER_JUNKED_AFTER = 3  # user-junked messages from one address (none rescued) -> junk it
+BOOTSTRAP = "bootstrap"  # Correction.how of a label guessed from a folder, not given by a user
 
 
 @dataclass(frozen=True, slots=True)
 class Correction:
     account: str
     label: Label
-    how: str  # moved_to_junk | rescued | keyword | bootstrap
+    how: str  # moved_to_junk | rescued | keyword | BOOTSTRAP
     folder: str  # where the message was when the label was seen
     message_id: str
     content_hash: str

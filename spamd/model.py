@@ -120,7 +120,14 @@ def build_pipeline(
         [
             ("hash", hasher),
             ("tfidf", ColumnTransformer(blocks, sparse_threshold=1.0)),
-            ("clf", LogisticRegression(C=c, class_weight=class_weight, solver="liblinear")),
+            # The dual problem: far fewer messages than hashed columns, so the same
+            # optimum is reached 3-4x faster than in the primal (which retraining feels).
+            (
+                "clf",
+                LogisticRegression(
+                    C=c, class_weight=class_weight, solver="liblinear", dual=True, max_iter=1000
+                ),
+            ),
         ]
     )
 

@@ -8,14 +8,16 @@ scikit-learn. Steps:
    counts of every message it was trained on) is split once, by a fixed seed,
    into 80 % for training and 20 % held out;
 2. a candidate is fitted on the training part plus every stored correction,
-   each correction weighted `CORRECTION_WEIGHT` times, so it learns from users
-   without forgetting what the base model knew;
+   each correction weighted `CORRECTION_WEIGHT` times (a label guessed by
+   `spamd train --from-imap`, `BOOTSTRAP_WEIGHT` times), so it learns from
+   users without forgetting what the base model knew;
 3. its threshold is chosen on the held-out part for the false-positive budget
    (never below 0.5); the guard then refuses it if the false-positive rate is
    over the budget anyway, if meeting the budget costs too much recall
    (`MIN_RECALL`) or ranking quality (`MIN_AUC`), or if a replay of the
-   corrections finds one it gets wrong (a rescued message it would still
-   junk, a junked one it would still let through);
+   users' corrections finds one it gets wrong (a rescued message it would
+   still junk, a junked one it would still let through; bootstrap guesses are
+   not replayed);
 4. the candidate is kept as a version either way, and made live only if the
    guard passed.
 
@@ -44,12 +46,13 @@ from spamd import model as model_lib
 from spamd import scorer as scorer_lib
 from spamd.errors import ModelError, SpamdError
 from spamd.features import extract
-from spamd.learning import Correction
+from spamd.learning import BOOTSTRAP, Correction
 from spamd.message import parse
 from spamd.state import FILE_NAME, State
 from spamd.versions import ModelStore
 
 CORRECTION_WEIGHT = 10.0  # one user correction counts as this many base messages
+BOOTSTRAP_WEIGHT = 2.0  # a label guessed from a folder (`spamd train --from-imap`)
 HELD_OUT = 0.2
 MIN_AUC = 0.98  # on held-out base data; below this a candidate has lost too much
 MIN_RECALL = 0.8  # of held-out spam at the threshold the budget demands
@@ -94,7 +97,9 @@ def retrain(store: ModelStore, state: State, fp_budget: float | None = None) -> 
     learner = Pipeline(pipeline.steps[1:])
     x = sp.vstack([counts[train_idx], fixes]).tocsr()
     y = np.concatenate([labels[train_idx], fix_labels])
-    weights = np.concatenate([np.ones(train_idx.size), np.full(fix_labels.size, CORRECTION_WEIGHT)])
+    guessed = np.array([c.how == BOOTSTRAP for c in corrections], dtype=bool)
+    fix_weights = np.where(guessed, BOOTSTRAP_WEIGHT, CORRECTION_WEIGHT)
+    weights = np.concatenate([np.ones(train_idx.size), fix_weights])
     learner.fit(x, y, clf__sample_weight=weights)
     fitted = Pipeline([pipeline.steps[0], *learner.steps])
 
@@ -103,9 +108,10 @@ def retrain(store: ModelStore, state: State, fp_budget: float | None = None) -> 
     threshold = max(model_lib.MIN_THRESHOLD, metrics.threshold_for_fpr(held_ham, budget))
     held = metrics.report(labels[held_idx], held_scores, threshold)
     replay = learner.predict_proba(fixes)[:, 1] if fix_labels.size else np.empty(0)
-    correct = (replay >= threshold) == (fix_labels == 1)
+    correct = ((replay >= threshold) == (fix_labels == 1))[~guessed]
     right = int(correct.sum())
-    wrong = [c for c, ok in zip(corrections, correct, strict=True) if not ok]
+    given = [c for c, g in zip(corrections, guessed, strict=True) if not g]
+    wrong = [c for c, ok in zip(given, correct, strict=True) if not ok]
 
     refused = _refusal(held, budget, wrong)
     meta = dataclasses.replace(
@@ -113,12 +119,17 @@ def retrain(store: ModelStore, state: State, fp_budget: float | None = None) -> 
         threshold=threshold,
         ham=int((y == 0).sum()),
         spam=int((y == 1).sum()),
-        sources=(*base_model.metadata.sources, f"{len(corrections)} corrections"),
+        sources=(
+            *base_model.metadata.sources,
+            f"{len(given)} corrections",
+            *([f"{int(guessed.sum())} bootstrap labels"] if guessed.any() else []),
+        ),
         metrics={
             "held_out_roc_auc": held.roc_auc,
             "held_out_false_positive_rate": held.false_positive_rate,
             "held_out_recall": held.recall,
-            "corrections": float(len(corrections)),
+            "corrections": float(len(given)),
+            "bootstrap_labels": float(guessed.sum()),
             "corrections_right": float(right),
         },
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -136,7 +147,7 @@ def retrain(store: ModelStore, state: State, fp_budget: float | None = None) -> 
         version=version,
         promoted=not refused,
         refused=refused,
-        corrections=len(corrections),
+        corrections=len(given),
         corrections_right=right,
         held_out_fpr=held.false_positive_rate,
         held_out_auc=held.roc_auc,

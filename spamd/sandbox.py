@@ -227,6 +227,14 @@ namespace inbox {{
     special_use = \\Trash
     auto = subscribe
   }}
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox Drafts {{
+    special_use = \\Drafts
+    auto = subscribe
+  }}
 }}
 service imap-login {{
   inet_listener imap {{

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spamd.errors import SpamdError
-from spamd.learning import Correction, Label, to_signed, to_unsigned
+from spamd.learning import BOOTSTRAP, Correction, Label, to_signed, to_unsigned
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (
@@ -284,13 +284,15 @@ class State:
     # -- corrections ------------------------------------------------------------
 
     def add_correction(self, c: Correction, max_examples: int = MAX_EXAMPLES) -> bool:
-        """Store a label; False when the message already had this label."""
+        """Store a label; False when the message already had this label, or when
+        it is a bootstrap guess about a message the user labelled themselves.
+        Past `max_examples`, bootstrap labels go first, then the oldest."""
         with self._transaction() as db:
             old = db.execute(
-                "SELECT label FROM corrections WHERE account=? AND content_hash=?",
+                "SELECT label, how FROM corrections WHERE account=? AND content_hash=?",
                 (c.account, c.content_hash),
             ).fetchone()
-            if old and old[0] == c.label:
+            if old and (old[0] == c.label or (c.how == BOOTSTRAP and old[1] != BOOTSTRAP)):
                 return False
             db.execute(
                 "INSERT OR REPLACE INTO corrections (account, label, how, folder, uidvalidity, "
@@ -302,8 +304,9 @@ class State:
             )  # fmt: skip
             db.execute(
                 "DELETE FROM corrections WHERE account=? AND id NOT IN "
-                "(SELECT id FROM corrections WHERE account=? ORDER BY id DESC LIMIT ?)",
-                (c.account, c.account, max_examples),
+                "(SELECT id FROM corrections WHERE account=? "
+                "ORDER BY how!=? DESC, id DESC LIMIT ?)",
+                (c.account, c.account, BOOTSTRAP, max_examples),
             )
         return True
 
@@ -332,8 +335,8 @@ class State:
     def fingerprints(self, account: str) -> list[tuple[int, Label]]:
         rows = self._query(
             "SELECT fingerprint, label FROM corrections "
-            "WHERE account=? AND fingerprint IS NOT NULL ORDER BY id",
-            (account,),
+            "WHERE account=? AND fingerprint IS NOT NULL AND how!=? ORDER BY id",
+            (account, BOOTSTRAP),
         )
         return [(to_unsigned(int(fp)), str(label)) for fp, label in rows]  # type: ignore[call-overload, misc]
 
@@ -341,8 +344,8 @@ class State:
         """Addresses with at least this many user-junked messages and none rescued."""
         rows = self._query(
             "SELECT sender FROM corrections WHERE account=? AND sender!='' GROUP BY sender "
-            "HAVING SUM(label='spam' AND how!='bootstrap') >= ? AND SUM(label='ham') = 0",
-            (account, at_least),
+            "HAVING SUM(label='spam' AND how!=?) >= ? AND SUM(label='ham') = 0",
+            (account, BOOTSTRAP, at_least),
         )
         return {str(row[0]) for row in rows}
 

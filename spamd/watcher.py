@@ -48,7 +48,9 @@ class Mailbox(Protocol):
     def has_move(self) -> bool: ...
 
     def find_junk(self) -> str: ...
-    def select(self, folder: str) -> FolderStatus: ...
+    def select(self, folder: str, *, readonly: bool = False) -> FolderStatus: ...
+    def examine(self, folder: str) -> FolderStatus: ...
+    def other_folders(self, skip: Collection[str], *, received_only: bool = False) -> list[str]: ...
     def uids_after(self, last_uid: int) -> list[int]: ...
     def uids_since(self, day: date | None) -> list[int]: ...
     def existing(self, uids: Sequence[int]) -> set[int]: ...
@@ -170,6 +172,32 @@ class Memory:
         """(label of a near-identical corrected message, whether the sender keeps being junked)."""
         with self._lock:
             return self._fingerprints.match(reading.fingerprint), reading.sender in self._senders
+
+
+def correction(
+    message: Fetched,
+    reading: Reading,
+    *,
+    account: str,
+    label: learning.Label,
+    how: str,
+    folder: str,
+    uidvalidity: int,
+) -> Correction:
+    return Correction(
+        account=account,
+        label=label,
+        how=how,
+        folder=folder,
+        message_id=reading.message_id,
+        content_hash=reading.content_hash,
+        fingerprint=reading.fingerprint,
+        sender=reading.sender,
+        subject=reading.subject,
+        raw=message.raw,
+        uidvalidity=uidvalidity,
+        uid=message.uid,
+    )
 
 
 def read_all(scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> list[Reading]:
@@ -325,19 +353,14 @@ class FolderWatcher:
         folder: str | None = None,
     ) -> bool:
         return self._memory.learn(
-            Correction(
+            correction(
+                message,
+                reading,
                 account=self.account.name,
                 label=label,
                 how=how,
                 folder=folder or self.folder,
-                message_id=reading.message_id,
-                content_hash=reading.content_hash,
-                fingerprint=reading.fingerprint,
-                sender=reading.sender,
-                subject=reading.subject,
-                raw=message.raw,
                 uidvalidity=uidvalidity,
-                uid=message.uid,
             )
         )
 

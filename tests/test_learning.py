@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import yaml
 
 from spamd import learning, policy, retrain
 from spamd import model as model_lib
@@ -297,3 +298,65 @@ def test_cli_lists_models_and_corrections_and_rolls_back(tmp_path: Path) -> None
     with pytest.raises(subprocess.CalledProcessError) as error:
         spamd("model", "rollback", "nosuchversion")
     assert "no model version" in error.value.stderr
+
+
+def test_train_from_imap_takes_junk_as_spam_and_kept_mail_as_ham(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    store = store_with(tmp_path)
+    mailbox.client.create_folder("Archive")
+    for path in SPAM[:3]:
+        mailbox.append(path.read_bytes(), "Junk")
+    for path in HAM[:3]:
+        mailbox.append(path.read_bytes(), "INBOX")
+    for path in HAM[3:5]:
+        mailbox.append(path.read_bytes(), "Archive")
+    # Never taken as ham: what the user threw away, wrote, or has not sent yet.
+    for folder, path in (("Trash", SPAM[3]), ("Sent", SPAM[4]), ("Drafts", SPAM[5])):
+        mailbox.append(path.read_bytes(), folder)
+    before = {str(name): mailbox.count(str(name)) for _, _, name in mailbox.client.list_folders()}
+    config = tmp_path / "spamd.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "model": {"path": str(store.base)},
+                "accounts": [mailbox.settings()],
+            }
+        )
+    )
+
+    def train() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "spamd.cli", "train", "--from-imap",
+             "--config", str(config), "--account", mailbox.user],
+            capture_output=True, text=True, cwd=ROOT, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr + done.stdout
+        return done.stdout
+
+    out = train()
+    assert "3 spam from Junk, 3 ham from INBOX, Archive; 6 new" in out
+    assert "is live" in out
+    state = State(tmp_path / "state" / "state.sqlite3")
+    stored = state.corrections(mailbox.user)
+    # Balanced, newest first and in turn from each folder: 2 from INBOX, 1 from Archive.
+    assert sorted((c.label, c.folder) for c in stored) == [
+        ("ham", "Archive"), ("ham", "INBOX"), ("ham", "INBOX"),
+        ("spam", "Junk"), ("spam", "Junk"), ("spam", "Junk"),
+    ]  # fmt: skip
+    assert {c.how for c in stored} == {learning.BOOTSTRAP}
+    assert state.fingerprints(mailbox.user) == []  # guesses are never remembered
+    assert store.live_name() != BASE
+    assert "0 new" in train()
+    after = {str(name): mailbox.count(str(name)) for _, _, name in mailbox.client.list_folders()}
+    assert after == before  # only examined: nothing moved
+
+
+def test_train_from_imap_needs_an_account(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "spamd.cli", "train", "--from-imap"],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--from-imap needs --config and --account" in done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spamd.learning import BOOTSTRAP, Correction, Label
 from spamd.state import Decision, FolderMark, State
 
 
@@ -37,3 +38,32 @@ def test_a_new_uidvalidity_resets_the_mark(tmp_path: Path) -> None:
     assert state.mark("a", "INBOX") == FolderMark(8, 0)
     assert state.decided_message_ids("a", "INBOX") == set()
     state.close()
+
+
+def label(n: int, label: Label, how: str) -> Correction:
+    return Correction(
+        account="a", label=label, how=how, folder="INBOX", message_id=f"<{n}@x>",
+        content_hash=f"h{n}", fingerprint=n, sender=f"s{n}@x", subject=f"m{n}", raw=b"x",
+    )  # fmt: skip
+
+
+def test_a_bootstrap_guess_never_overrides_a_users_label(tmp_path: Path) -> None:
+    state = State(tmp_path / "s.db")
+    assert state.add_correction(label(1, "ham", "rescued"))
+    assert not state.add_correction(label(1, "spam", BOOTSTRAP))
+    assert state.add_correction(label(2, "spam", BOOTSTRAP))
+    assert state.add_correction(label(2, "ham", "rescued"))  # the user corrects the guess
+    assert [(c.content_hash, c.label, c.how) for c in state.corrections("a")] == [
+        ("h2", "ham", "rescued"),
+        ("h1", "ham", "rescued"),
+    ]
+
+
+def test_past_the_cap_bootstrap_guesses_go_before_users_labels(tmp_path: Path) -> None:
+    state = State(tmp_path / "s.db")
+    state.add_correction(label(1, "spam", "moved_to_junk"), max_examples=3)
+    for n in (2, 3, 4):
+        state.add_correction(label(n, "ham", BOOTSTRAP), max_examples=3)
+    state.add_correction(label(5, "spam", "moved_to_junk"), max_examples=3)
+    assert [c.content_hash for c in state.corrections("a")] == ["h5", "h4", "h1"]
+    assert state.fingerprints("a") == [(1, "spam"), (5, "spam")]  # guesses are not remembered

@@ -1,0 +1,132 @@
+"""`spamd train --from-imap`: first labels from the folders a user already keeps.
+
+For people who start with no corrections. The newest mail in Junk is taken as
+spam; the newest mail in the folders where received mail is kept (INBOX,
+archives, the user's own folders; not Trash, Drafts, Sent or virtual folders)
+as ham, taken in turn from each folder, the watched ones first. At most `limit`
+of each class, and when both classes have mail, as many of one as of the other.
+
+The labels are stored as corrections marked `learning.BOOTSTRAP`. Retraining learns
+from them, weighted less than a deliberate correction, but they are never
+remembered as fingerprints or junked senders and never replayed by the guard:
+what a folder holds is only a guess at what the user thinks (an inbox may
+still hold unread spam). A user's own correction of the same message wins.
+Running it again adds only what is not stored yet. Folders are only examined
+(read-only): nothing on the server changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import chain, zip_longest
+
+from spamd import learning
+from spamd.config import Account, Config
+from spamd.learning import Correction
+from spamd.retrain import Outcome, retrain
+from spamd.scorer import Scorer, load
+from spamd.service import state_path
+from spamd.state import State
+from spamd.versions import ModelStore
+from spamd.watcher import Mailbox, correction, read
+
+DEFAULT_LIMIT = 500  # messages per class
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    spam: int  # labelled spam taken from Junk
+    ham: int  # labelled ham taken from the other folders
+    added: int  # of those, new to the state store
+    folders: tuple[str, ...]  # where the ham came from
+    outcome: Outcome
+
+
+def balanced(spam: int, ham: int, limit: int) -> tuple[int, int]:
+    """How many of each class to take: at most `limit`, equal when both have mail."""
+    if spam and ham:
+        n = min(spam, ham, limit)
+        return n, n
+    return min(spam, limit), min(ham, limit)
+
+
+def collect(mailbox: Mailbox, account: Account, scorer: Scorer, limit: int) -> list[Correction]:
+    """Labels for the newest mail of the account's Junk and received-mail folders."""
+    junk = mailbox.find_junk()
+    spam = _newest(mailbox, [junk])
+    kept = mailbox.other_folders({junk}, received_only=True)
+    ham = _newest(mailbox, sorted(kept, key=lambda f: f not in account.folders))  # watched first
+    n_spam, n_ham = balanced(len(spam), len(ham), limit)
+    return [
+        *_fetch(mailbox, account, scorer, spam[:n_spam], "spam"),
+        *_fetch(mailbox, account, scorer, ham[:n_ham], "ham"),
+    ]
+
+
+def _newest(mailbox: Mailbox, folders: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(folder, uidvalidity, uid), newest first, taking from each folder in turn."""
+    per_folder = []
+    for folder in folders:
+        status = mailbox.examine(folder)
+        uids = mailbox.uids_since(None)
+        per_folder.append([(folder, status.uidvalidity, uid) for uid in reversed(uids)])
+    return [x for x in chain.from_iterable(zip_longest(*per_folder)) if x is not None]
+
+
+def _fetch(
+    mailbox: Mailbox,
+    account: Account,
+    scorer: Scorer,
+    picked: Sequence[tuple[str, int, int]],
+    label: learning.Label,
+) -> list[Correction]:
+    out: list[Correction] = []
+    for folder in dict.fromkeys(f for f, _, _ in picked):
+        status = mailbox.examine(folder)
+        uids = sorted(uid for f, v, uid in picked if f == folder and v == status.uidvalidity)
+        for message in mailbox.fetch(uids, account.fetch_bytes):
+            reading = read(message.raw, scorer, account.fetch_bytes)
+            if reading.error:
+                continue  # unreadable: nothing to learn from
+            taken = correction(
+                message,
+                reading,
+                account=account.name,
+                label=label,
+                how=learning.BOOTSTRAP,
+                folder=folder,
+                uidvalidity=status.uidvalidity,
+            )
+            out.append(dataclasses.replace(taken, fingerprint=None))
+    return out
+
+
+def run(
+    config: Config,
+    account: Account,
+    limit: int,
+    connect: Callable[[Account], Mailbox],
+) -> Result:
+    """Collect, store and retrain once (the guard still decides what goes live)."""
+    store = ModelStore(config.state_dir, config.model_path)
+    scorer = load(store.live_path())
+    mailbox = connect(account)
+    try:
+        labels = collect(mailbox, account, scorer, limit)
+    finally:
+        mailbox.logout()
+    state = State(state_path(config))
+    try:
+        added = sum(state.add_correction(c) for c in labels)
+        outcome = retrain(store, state)
+    finally:
+        state.close()
+    return Result(
+        spam=sum(c.label == "spam" for c in labels),
+        ham=sum(c.label == "ham" for c in labels),
+        added=added,
+        folders=tuple(dict.fromkeys(c.folder for c in labels if c.label == "ham")),
+        outcome=outcome,
+    )
