@@ -68,6 +68,7 @@ class Stream:
     scores: list[float] = field(default_factory=list)
     false_positives: int = 0
     false_negatives: int = 0
+    mistakes: list[tuple[int, int]] = field(default_factory=list)  # (position, label)
     trained: int = 0
     retrain_seconds: list[float] = field(default_factory=list)
     refused: int = 0
@@ -80,6 +81,7 @@ class Stream:
             self.false_negatives += 1
         else:
             return False
+        self.mistakes.append((len(self.scores), label))
         return True
 
 
@@ -221,6 +223,14 @@ def print_replay(results: list[Stream], stream: list[tuple[Path, int]]) -> None:
             f"| {r.name} | {r.false_positives} | {r.false_negatives} | {errors} | "
             f"{auc:.4f} | {r.trained} |"
         )
+    fifth = len(labels) / 5
+    print("\nfalse positives / false negatives in each fifth of the stream:\n")
+    for r in results:
+        cells = []
+        for k in range(5):
+            part = [label for at, label in r.mistakes if k * fifth <= at - 1 < (k + 1) * fifth]
+            cells.append(f"{part.count(0)}/{part.count(1)}")
+        print(f"- {r.name}: {'  '.join(cells)}")
     for r in results:
         if r.retrain_seconds:
             s = r.retrain_seconds

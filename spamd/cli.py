@@ -347,10 +347,14 @@ def _load_config(args: argparse.Namespace) -> config_lib.Config:
 
 def _run(args: argparse.Namespace) -> int:
     config = _load_config(args)
-    log_lib.configure(config.log_level, config.log_format)
     from spamd import service  # noqa: PLC0415 - the daemon's imports only for daemon commands
+    from spamd.telemetry import Telemetry  # noqa: PLC0415
 
-    return service.run(config, log=log_lib.get(), default_model=_default_model())
+    telemetry = Telemetry()
+    log_lib.configure(config.log_level, config.log_format, counters=telemetry.processor)
+    return service.run(
+        config, log=log_lib.get(), default_model=_default_model(), telemetry=telemetry
+    )
 
 
 def _scan(args: argparse.Namespace) -> int:

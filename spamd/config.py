@@ -9,6 +9,7 @@ variable or command is read when spamd logs in, so it can rotate.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import subprocess
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ MODES: tuple[Mode, ...] = ("move", "flag", "dry_run")
 DEFAULT_FETCH_BYTES = 256 * 1024
 DEFAULT_POLL_SECONDS = 60.0
 SECRET_COMMAND_TIMEOUT = 30.0
+DEFAULT_HTTP_PORT = 8025
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,15 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class Http:
+    host: str
+    port: int
+    token: Secret | None  # bearer token; required unless bound to loopback
+    cors_origin: str | None = None
+    max_request_bytes: int = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     state_dir: Path
@@ -113,6 +124,7 @@ class Config:
     housekeeping_interval: float = 300.0
     learning: bool = True  # learn from users' corrections and retrain
     retrain_delay: float = 2.0  # seconds without a new correction before retraining
+    http: Http | None = None  # the status/metrics/classify listener; off when None
 
     def account(self, name: str) -> Account:
         for account in self.accounts:
@@ -161,6 +173,8 @@ def parse(data: object, source: Path, default_model: Path) -> Config:
     retrain_delay = learn.number("retrain_delay", 2.0, minimum=0.0) if learn else 2.0
     if learn:
         learn.done()
+    web = root.section("http", required=False)
+    http = _http(web, base) if web else None
     accounts = tuple(_account(s, base) for s in root.sections("accounts"))
     names = [a.name for a in accounts]
     for name in names:
@@ -179,6 +193,7 @@ def parse(data: object, source: Path, default_model: Path) -> Config:
         housekeeping_interval=housekeeping,
         learning=learning,
         retrain_delay=retrain_delay,
+        http=http,
     )
 
 
@@ -211,7 +226,7 @@ def _account(s: _Section, base: Path) -> Account:
         tls_verify=s.boolean("tls_verify", default=True),
         ca_file=base / ca_file if ca_file else None,
         username=s.string("username"),
-        password=_secret(s, base),
+        password=cast(Secret, _secret(s, base)),
         folders=folders,
         junk_folder=junk,
         mode=cast(Mode, s.choice("mode", MODES, "move")),
@@ -228,35 +243,78 @@ def _account(s: _Section, base: Path) -> Account:
     return account
 
 
-def _secret(s: _Section, base: Path) -> Secret:
+def _secret(
+    s: _Section, base: Path, name: str = "password", *, required: bool = True
+) -> Secret | None:
+    """A secret given as NAME, NAME_file, NAME_env or NAME_command (exactly one)."""
     kinds = {
-        "password": "value",
-        "password_file": "file",
-        "password_env": "env",
-        "password_command": "command",
+        name: "value",
+        f"{name}_file": "file",
+        f"{name}_env": "env",
+        f"{name}_command": "command",
     }
     given = [key for key in kinds if key in s.data]
+    if not given and not required:
+        return None
     if len(given) != 1:
-        problem = "set exactly one of" if given else "missing password: set one of"
-        raise ConfigError(f"{problem} {', '.join(kinds)}", source=s.source, key=s.key("password"))
+        problem = "set exactly one of" if given else f"missing {name}: set one of"
+        raise ConfigError(f"{problem} {', '.join(kinds)}", source=s.source, key=s.key(name))
     key = given[0]
     value = s.string(key)
     origin = f"{s.source}:{s.key(key)}"
-    if key == "password_file":
+    if key.endswith("_file"):
         path = base / value
         if not path.is_file():
             raise ConfigError(f"file not found: {path}", source=s.source, key=s.key(key))
         value = str(path)
-    if key == "password_env" and value not in os.environ:
+    if key.endswith("_env") and value not in os.environ:
         raise ConfigError(
             f"environment variable {value} is not set", source=s.source, key=s.key(key)
         )
     return Secret(cast(Literal["value", "file", "env", "command"], kinds[key]), value, origin)
 
 
+def _http(s: _Section, base: Path) -> Http:
+    listen = s.string("listen", f"127.0.0.1:{DEFAULT_HTTP_PORT}")
+    host, sep, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(
+            f"expected HOST:PORT, got {listen!r}", source=s.source, key=s.key("listen")
+        )
+    token = _secret(s, base, "token", required=False)
+    if token is None and not _loopback(host):
+        raise ConfigError(
+            f"a bearer token is required when listening on {host} (not loopback): "
+            "set token, token_file, token_env or token_command",
+            source=s.source,
+            key=s.key("token"),
+        )
+    http = Http(
+        host=host,
+        port=int(port_text),
+        token=token,
+        cors_origin=s.string("cors_origin", "") or None,
+        max_request_bytes=s.integer("max_request_bytes", 5 * 1024 * 1024, minimum=1024),
+    )
+    s.done()
+    return http
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 # Keys each section accepts, for "unknown key" errors with suggestions.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("state_dir", "model", "log", "accounts", "housekeeping_interval", "learning"),
+    "": ("state_dir", "model", "log", "accounts", "housekeeping_interval", "learning", "http"),
+    "http": (
+        "listen", "token", "token_file", "token_env", "token_command", "cors_origin",
+        "max_request_bytes",
+    ),
     "model": ("path",),
     "learning": ("enabled", "retrain_delay"),
     "log": ("level", "format"),

@@ -23,7 +23,10 @@ def _drop_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
-def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
+def configure(
+    level: str = "info", fmt: str = "auto", stream: Any = None, counters: Any = None
+) -> None:
+    """Set up structlog; `counters` is a processor that sees every event (metrics)."""
     stream = stream or sys.stdout
     json_lines = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = (
@@ -36,6 +39,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> Non
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *([counters] if counters else []),
             _drop_secrets,
             structlog.processors.format_exc_info
             if json_lines

@@ -105,7 +105,10 @@ def retrain(store: ModelStore, state: State, fp_budget: float | None = None) -> 
 
     held_scores = learner.predict_proba(counts[held_idx])[:, 1]
     held_ham = held_scores[labels[held_idx] == 0]
-    threshold = max(model_lib.MIN_THRESHOLD, metrics.threshold_for_fpr(held_ham, budget))
+    # Never a lower bar than the base model's: retraining must not make spamd
+    # junk more eagerly than the model the admin installed.
+    floor = max(model_lib.MIN_THRESHOLD, base_model.threshold)
+    threshold = max(floor, metrics.threshold_for_fpr(held_ham, budget))
     held = metrics.report(labels[held_idx], held_scores, threshold)
     replay = learner.predict_proba(fixes)[:, 1] if fix_labels.size else np.empty(0)
     correct = ((replay >= threshold) == (fix_labels == 1))[~guessed]

@@ -26,14 +26,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from spamd import config as config_lib
 from spamd import scorer as scorer_lib
 from spamd import state as state_lib
+from spamd import systemd
 from spamd.config import Account, Config
 from spamd.errors import SpamdError
 from spamd.imap import Connection
 from spamd.learning import Correction
 from spamd.scorer import Scorer
 from spamd.state import State
+from spamd.telemetry import Telemetry
 from spamd.versions import ModelStore
 from spamd.watcher import FolderWatcher, JunkWatcher, Mailbox, Memory, Reading, read, read_all
+from spamd.web import WebServer
 
 RETRAIN_TIMEOUT = 900.0
 MODEL_CHECK_INTERVAL = 5.0  # seconds: a promotion, rollback or replaced model file goes live
@@ -139,7 +142,7 @@ class Service:
                 "interval",
                 args=[watcher],
                 seconds=watcher.account.poll_interval,
-                id=f"poll:{watcher.account.name}:{watcher.folder or 'junk'}",
+                id=f"poll:{watcher.account.name}:{_name(watcher)}",
                 coalesce=True,
                 max_instances=1,
             )
@@ -163,7 +166,7 @@ class Service:
         for watcher in self._all_watchers():
             thread = threading.Thread(
                 target=watcher.run,
-                name=f"{watcher.account.name}/{watcher.folder or 'junk'}",
+                name=f"{watcher.account.name}/{_name(watcher)}",
                 daemon=True,
             )
             thread.start()
@@ -248,8 +251,47 @@ class Service:
         """Every watcher has connected or failed at least once."""
         return all(w.health.connected or w.health.failures for w in self._all_watchers())
 
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(every folder of every account connected, per-account details): for /healthz."""
+        accounts: dict[str, dict[str, Any]] = {}
+        for w in self._all_watchers():
+            entry = accounts.setdefault(
+                w.account.name,
+                {"connected": True, "last_sync": None, "junk_folder": "", "folders": {}},
+            )
+            h = w.health
+            entry["connected"] = entry["connected"] and h.connected
+            entry["junk_folder"] = entry["junk_folder"] or h.junk_folder
+            synced = h.last_sync or None
+            if synced is not None and (entry["last_sync"] is None or synced < entry["last_sync"]):
+                entry["last_sync"] = synced  # the stalest folder's
+            entry["folders"][_name(w)] = {
+                "connected": h.connected,
+                "idle": h.idle,
+                "last_sync": synced,
+                "failures": h.failures,
+                "last_error": h.last_error[:300],
+            }
+        healthy = all(a["connected"] for a in accounts.values())
+        return healthy, {"accounts": accounts, "model_version": self.model().version}
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=."""
+        _, details = self.health()
+        accounts = details["accounts"]
+        up = sum(a["connected"] for a in accounts.values())
+        handled = sum(w.health.handled for w in self.watchers)
+        return (
+            f"{up}/{len(accounts)} accounts connected, {handled} messages handled, "
+            f"model {details['model_version']}"
+        )
+
     def _all_watchers(self) -> list[FolderWatcher]:
         return [*self.watchers, *self.junk_watchers]
+
+
+def _name(watcher: FolderWatcher) -> str:
+    return watcher.folder or "junk"  # a JunkWatcher knows its folder once connected
 
 
 def _poll(watcher: FolderWatcher) -> None:
@@ -257,8 +299,18 @@ def _poll(watcher: FolderWatcher) -> None:
         watcher.wake.set()
 
 
-def run(config: Config, *, log: Any, default_model: Path) -> int:
-    """The main job: run until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
+STATUS_INTERVAL = 10.0  # seconds between STATUS= updates to systemd
+
+
+def run(
+    config: Config, *, log: Any, default_model: Path, telemetry: Telemetry | None = None
+) -> int:
+    """The main job: run until SIGTERM/SIGINT; SIGHUP reloads the configuration.
+
+    Under systemd (``Type=notify``) it sends READY=1 once every account has
+    connected or failed clearly, a STATUS= line every few seconds and WATCHDOG=1
+    from this loop when the unit sets WatchdogSec=.
+    """
     wakeup = threading.Event()
     requests: list[str] = []
 
@@ -268,15 +320,23 @@ def run(config: Config, *, log: Any, default_model: Path) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
+    telemetry = telemetry or Telemetry()
     service = Service(config, log=log)
+    web = _web(service, telemetry, log)  # first: a port in use is an error before any mail moves
     service.start()
+    watchdog = systemd.watchdog_interval()
+    tick = min(watchdog or 1.0, 1.0)
+    ready, last_status = False, 0.0
     while True:
-        wakeup.wait()
+        wakeup.wait(tick)
         wakeup.clear()
         while requests:
             request = requests.pop(0)
             if request == "stop":
                 log.info("stopping", reason="signal")
+                systemd.notify("STOPPING=1")
+                if web:
+                    web.stop()
                 service.stop()
                 return 0
             try:
@@ -285,9 +345,39 @@ def run(config: Config, *, log: Any, default_model: Path) -> int:
                 log.error("reload_refused", error=str(exc))
                 continue
             log.info("reloading", source=str(config.source))
+            systemd.notify("RELOADING=1")
+            if web:
+                web.stop()
             service.stop()
+            config = fresh
             service = Service(fresh, log=log)
+            web = _web(service, telemetry, log)
             service.start()
+            ready = False
+        if not ready and service.all_started():
+            ready = True
+            systemd.notify("READY=1", f"STATUS={service.summary()}")
+            log.info("ready", status=service.summary())
+        if time.monotonic() - last_status >= STATUS_INTERVAL:
+            last_status = time.monotonic()
+            systemd.notify(f"STATUS={service.summary()}")
+        if watchdog:
+            systemd.notify("WATCHDOG=1")
+
+
+def _web(service: Service, telemetry: Telemetry, log: Any) -> WebServer | None:
+    telemetry.set_model(service.model().version)
+    if service.config.http is None:
+        return None
+    web = WebServer(
+        service.config.http,
+        telemetry=telemetry,
+        model=service.model,
+        health=service.health,
+        log=log,
+    )
+    web.start()
+    return web
 
 
 class PoolReader:
