@@ -1,0 +1,41 @@
+# spamd in a container: `spamd run` as a non-root user.
+#
+#   docker build -t spamd .
+#   docker run -d --name spamd \
+#     -v /srv/spamd/spamd.yaml:/etc/spamd/spamd.yaml:ro \
+#     -v spamd-state:/var/lib/spamd spamd
+#
+# The configuration must say `state_dir: /var/lib/spamd`. The health check asks
+# the HTTP listener, so configure it (`http: {listen: "127.0.0.1:8025"}`; to
+# publish the port, listen on 0.0.0.0 with a token). /healthz needs no token.
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY spamd ./spamd
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install . \
+    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+
+FROM python:3.11-slim-bookworm
+LABEL org.opencontainers.image.title="spamd" \
+      org.opencontainers.image.description="IMAP spam filter that learns from the folders users drag mail into"
+RUN groupadd --system --gid 10025 spamd \
+    && useradd --system --uid 10025 --gid spamd --home-dir /var/lib/spamd --shell /usr/sbin/nologin spamd \
+    && mkdir -p /etc/spamd /var/lib/spamd \
+    && chown spamd:spamd /var/lib/spamd \
+    && chmod 0700 /var/lib/spamd
+COPY --from=build /opt/venv /opt/venv
+# The daemon reads only the weights (.npz) and metadata; retraining needs the base data.
+COPY models/default.npz models/default.json models/default.base.npz /opt/spamd/models/
+ENV PATH=/opt/venv/bin:$PATH \
+    SPAMD_MODEL=/opt/spamd/models/default.joblib \
+    PYTHONUNBUFFERED=1
+USER 10025:10025
+VOLUME ["/var/lib/spamd"]
+EXPOSE 8025
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request as u; sys.exit(u.urlopen('http://127.0.0.1:8025/healthz', timeout=4).status != 200)"]
+ENTRYPOINT ["spamd"]
+CMD ["run", "--config", "/etc/spamd/spamd.yaml"]

@@ -1,0 +1,101 @@
+"""Service packaging: the systemd units and the container image's Dockerfile."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SHIPPED_MODEL, SPAM
+
+UNITS = ("spamd.service", "spamd@.service")
+MAX_EXPOSURE = 2.0
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(
+    ANALYZE is None, reason="systemd-analyze missing (scripts/setup)"
+)
+
+
+def installed_copy(unit: str, tmp_path: Path) -> Path:
+    """The unit as an install would have it: ExecStart= names this checkout's spamd."""
+    spamd = Path(sys.executable).with_name("spamd")
+    text = (ROOT / "systemd" / unit).read_text().replace("/usr/local/bin/spamd", str(spamd))
+    name = unit.replace("@.", "@test.")  # an instance: what systemd analyses for real
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+@needs_analyze
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit_verifies_cleanly(unit: str, tmp_path: Path) -> None:
+    path = installed_copy(unit, tmp_path)
+    done = subprocess.run(
+        [str(ANALYZE), "verify", path.name], cwd=tmp_path, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "" and done.stdout.strip() == ""
+
+
+@needs_analyze
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit_exposure_is_low(unit: str, tmp_path: Path) -> None:
+    path = installed_copy(unit, tmp_path)
+    done = subprocess.run(
+        [str(ANALYZE), "security", "--offline=true", path.name], cwd=tmp_path,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
+    assert found, done.stdout[-500:] + done.stderr
+    assert float(found.group(1)) <= MAX_EXPOSURE
+
+
+def test_the_template_differs_from_the_unit_only_where_it_must() -> None:
+    def settings(unit: str) -> list[str]:
+        lines = (ROOT / "systemd" / unit).read_text().splitlines()
+        return [line for line in lines if line and not line.startswith("#")]
+
+    single, template = settings(UNITS[0]), settings(UNITS[1])
+    differ = {(a, b) for a, b in zip(single, template, strict=True) if a != b}
+    assert differ == {
+        ("Description=spamd IMAP spam filter", "Description=spamd IMAP spam filter (%i)"),
+        (
+            "ExecStart=/usr/local/bin/spamd run --config /etc/spamd/spamd.yaml",
+            "ExecStart=/usr/local/bin/spamd run --config /etc/spamd/%i.yaml",
+        ),
+        ("StateDirectory=spamd", "StateDirectory=spamd/%i"),
+    }
+    assert "Type=notify" in single and "WatchdogSec=60s" in single
+
+
+def test_dockerfile_has_no_hadolint_findings() -> None:
+    hadolint = Path(sys.executable).with_name("hadolint")
+    done = subprocess.run(
+        [str(hadolint), "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_the_models_the_image_ships_are_enough_to_classify(tmp_path: Path) -> None:
+    """The image copies the weights, metadata and base data, not the 12 MB pipeline."""
+    copied = re.search(
+        r"^COPY (models/\S+ .*) /opt/spamd/models/$", (ROOT / "Dockerfile").read_text(), re.M
+    )
+    assert copied
+    for name in copied.group(1).split():
+        shutil.copy(ROOT / name, tmp_path)
+    assert not list(tmp_path.glob("*.joblib"))
+    done = subprocess.run(
+        [sys.executable, "-m", "spamd.cli", "classify", str(SPAM[0])], capture_output=True,
+        text=True, cwd=ROOT, check=False,
+        env={**os.environ, "SPAMD_MODEL": str(tmp_path / SHIPPED_MODEL.name)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("spam")
