@@ -150,6 +150,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     _config_option(check)
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also log in to every account and report what the server offers",
+    )
     check.set_defaults(handler=_check_config)
 
     demo = commands.add_parser(
@@ -457,7 +462,35 @@ def _check_config(args: argparse.Namespace) -> int:
     scorer_lib.load(config.model_path)
     folders = sum(len(a.folders) for a in config.accounts)
     print(f"{args.config}: OK ({len(config.accounts)} accounts, {folders} folders)")
-    return 0
+    return _check_connections(config) if args.connect else 0
+
+
+def _check_connections(config: config_lib.Config) -> int:
+    from spamd.imap import Connection  # noqa: PLC0415 - the IMAP library only here
+
+    failed = 0
+    for account in config.accounts:
+        try:
+            connection = Connection.open(account)
+        except SpamdError as exc:
+            failed += 1
+            print(f"{account.name}: FAILED: {exc}")
+            continue
+        try:
+            junk = connection.find_junk()
+            print(
+                f"{account.name}: connected to {account.host}:{account.port} "
+                f"({account.tls}, {account.auth}); Junk folder {junk!r}; "
+                f"IDLE {'yes' if connection.has_idle else 'no (will poll)'}; "
+                f"MOVE {'yes' if connection.has_move else 'no (COPY + EXPUNGE)'}; "
+                f"capabilities: {' '.join(sorted(connection.capabilities))}"
+            )
+        except SpamdError as exc:
+            failed += 1
+            print(f"{account.name}: FAILED after login: {exc}")
+        finally:
+            connection.logout()
+    return 1 if failed else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -24,6 +24,8 @@ from spamd.errors import ConfigError
 TlsMode = Literal["ssl", "starttls", "none"]
 Mode = Literal["move", "flag", "dry_run"]
 TLS_MODES: tuple[TlsMode, ...] = ("ssl", "starttls", "none")
+Auth = Literal["password", "xoauth2", "oauthbearer"]
+AUTHS: tuple[Auth, ...] = ("password", "xoauth2", "oauthbearer")
 MODES: tuple[Mode, ...] = ("move", "flag", "dry_run")
 DEFAULT_FETCH_BYTES = 256 * 1024
 DEFAULT_POLL_SECONDS = 60.0
@@ -86,7 +88,7 @@ class Account:
     name: str
     host: str
     username: str
-    password: Secret
+    password: Secret  # the password, or with an OAuth2 `auth` the access token's source
     port: int = 993
     tls: TlsMode = "ssl"
     tls_verify: bool = True
@@ -102,6 +104,7 @@ class Account:
     allow: tuple[str, ...] = ()  # sender addresses or domains never junked
     block: tuple[str, ...] = ()  # sender addresses or domains always junked
     timeout: float = 60.0  # seconds for connecting and for each command
+    auth: Auth = "password"  # or SASL XOAUTH2 / OAUTHBEARER with a token from `password`
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +202,7 @@ def parse(data: object, source: Path, default_model: Path) -> Config:
 
 def _account(s: _Section, base: Path) -> Account:
     name = s.string("name")
+    auth = cast(Auth, s.choice("auth", AUTHS, "password"))
     tls = cast(TlsMode, s.choice("tls", TLS_MODES, "ssl"))
     port = s.integer("port", 993 if tls == "ssl" else 143, minimum=1, maximum=65535)
     ca_file = s.string("ca_file", "")
@@ -226,7 +230,8 @@ def _account(s: _Section, base: Path) -> Account:
         tls_verify=s.boolean("tls_verify", default=True),
         ca_file=base / ca_file if ca_file else None,
         username=s.string("username"),
-        password=cast(Secret, _secret(s, base)),
+        password=_credential(s, base, auth),
+        auth=auth,
         folders=folders,
         junk_folder=junk,
         mode=cast(Mode, s.choice("mode", MODES, "move")),
@@ -241,6 +246,24 @@ def _account(s: _Section, base: Path) -> Account:
     )
     s.done()
     return account
+
+
+def _credential(s: _Section, base: Path, auth: Auth) -> Secret:
+    """The password, or for OAuth2 the access token (usually `oauth2_token_command`)."""
+    name, other = (
+        ("password", "oauth2_token") if auth == "password" else ("oauth2_token", "password")
+    )
+    stray = [
+        key
+        for key, value in s.data.items()
+        if (key == other or key.startswith(f"{other}_")) and value is not None
+    ]
+    if stray:
+        needs = "auth: xoauth2 or oauthbearer" if auth == "password" else "auth: password"
+        raise ConfigError(
+            f"{stray[0]} is only used with {needs}", source=s.source, key=s.key(stray[0])
+        )
+    return cast(Secret, _secret(s, base, name))
 
 
 def _secret(
@@ -320,7 +343,9 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "log": ("level", "format"),
     "accounts": (
         "name", "host", "port", "tls", "tls_verify", "ca_file", "username", "password",
-        "password_file", "password_env", "password_command", "folders", "junk_folder", "mode",
+        "password_file", "password_env", "password_command", "auth", "oauth2_token",
+        "oauth2_token_file", "oauth2_token_env", "oauth2_token_command", "folders",
+        "junk_folder", "mode",
         "idle", "poll_interval", "scan_existing", "fetch_bytes", "set_keywords", "allow",
         "block", "timeout",
     ),

@@ -132,9 +132,7 @@ class Connection:
                         )
                     client.starttls(tls_context(account))
             _keepalive(client.socket())
-            password = (secret or account.password.reveal)()
-            with _mapped("login", name):
-                client.login(account.username, password)
+            _login(client, account, secret or account.password.reveal)
             return cls(client, account)
         except BaseException:
             _close_quietly(client)
@@ -329,6 +327,27 @@ class Connection:
 
     def close(self) -> None:
         _close_quietly(self._client)
+
+
+def _login(client: imapclient.IMAPClient, account: Account, secret: Callable[[], str]) -> None:
+    """LOGIN with a password, or SASL XOAUTH2/OAUTHBEARER with an access token. A
+    token is asked for at every connection; one the server rejects is asked for
+    once more (a token helper may have handed out a stale one) before giving up."""
+    if account.auth == "password":
+        with _mapped("login", account.name):
+            client.login(account.username, secret())
+        return
+    for attempt in (1, 2):
+        try:
+            with _mapped("login", account.name):
+                if account.auth == "xoauth2":
+                    client.oauth2_login(account.username, secret())
+                else:
+                    client.oauthbearer_login(account.username, secret())
+            return
+        except AuthError:
+            if attempt == 2:
+                raise
 
 
 def _close_quietly(client: imapclient.IMAPClient) -> None:

@@ -52,6 +52,9 @@ class Dovecot:
     root: Path
     users: dict[str, str]
     hide: Sequence[str] = ()  # capabilities to hide, e.g. ("MOVE",)
+    # OAuth2 (XOAUTH2/OAUTHBEARER) logins, checked by RFC 7662 token introspection
+    # at this URL (a test's own server on loopback); passwords keep working too.
+    oauth2_introspection: str | None = None
     imap_port: int = field(default_factory=free_port)
     imaps_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -119,6 +122,13 @@ class Dovecot:
         if not self.cert.exists():
             _self_signed(root)
         self._write_users()
+        oauth2 = ""
+        if self.oauth2_introspection:
+            (root / "oauth2.conf").write_text(
+                f"introspection_mode = post\nintrospection_url = {self.oauth2_introspection}\n"
+                "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+            )
+            oauth2 = _OAUTH2.format(root=root)
         capability = ""
         if self.hide:
             shown = " ".join(c for c in CAPABILITIES.split() if c not in set(self.hide))
@@ -133,6 +143,8 @@ class Dovecot:
                 internal=internal,
                 capability=capability,
                 uid=user.pw_uid,
+                oauth2=oauth2,
+                mechanisms=" xoauth2 oauthbearer" if oauth2 else "",
             )
         )
 
@@ -176,18 +188,28 @@ def _self_signed(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def running(users: dict[str, str], hide: Sequence[str] = ()) -> Iterator[Dovecot]:
+def running(
+    users: dict[str, str], hide: Sequence[str] = (), oauth2_introspection: str | None = None
+) -> Iterator[Dovecot]:
     """A started Dovecot in a fresh directory, stopped and removed afterwards."""
     # /tmp and 0755: as root, Dovecot's `nobody` must be able to enter it.
     root = Path(tempfile.mkdtemp(prefix="spamd-dovecot-", dir="/tmp"))
     root.chmod(0o755)
-    server = Dovecot(root, users, hide)
+    server = Dovecot(root, users, hide, oauth2_introspection=oauth2_introspection)
     try:
         yield server.start()
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
+
+_OAUTH2 = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf
+}}
+"""
 
 _CONFIG = """\
 base_dir = {root}/run
@@ -202,13 +224,13 @@ ssl = yes
 ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{mechanisms}
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 mail_max_userip_connections = 2000
 mailbox_idle_check_interval = 1 secs
 {capability}
-passdb {{
+{oauth2}passdb {{
   driver = passwd-file
   args = {root}/users
 }}

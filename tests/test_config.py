@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,14 @@ def test_defaults_are_safe(tmp_path: Path) -> None:
         ({"poll_interval": 0}, "accounts[0].poll_interval", ">= 1"),
         ({"password_file": "nope.txt", "password": None}, "accounts[0].password_file", "not found"),
         ({"ca_file": "nope.pem"}, "accounts[0].ca_file", "not found"),
+        ({"auth": "oauth"}, "accounts[0].auth", "must be one of password, xoauth2, oauthbearer"),
+        ({"auth": "xoauth2"}, "accounts[0].password", "only used with auth: password"),
+        (
+            {"oauth2_token_command": "oama access a@x"},
+            "accounts[0].oauth2_token_command",
+            "only used with auth: xoauth2 or oauthbearer",
+        ),
+        ({"auth": "xoauth2", "password": None}, "accounts[0].oauth2_token", "missing oauth2_token"),
     ],
 )
 def test_account_errors_name_the_key(
@@ -131,8 +141,16 @@ def test_example_config_documents_every_option() -> None:
     for section, keys in config_lib.KNOWN_KEYS.items():
         for key in keys:
             assert f"{key}:" in text, f"config.example.yaml does not mention {section}.{key}"
-    # The example's password file does not exist here; everything else loads as written.
-    data = yaml.safe_load(text.replace("password_file: /etc/spamd/alice.password", "password: x"))
-    loaded = config_lib.parse(data, example, MODEL)
+    loaded = config_lib.parse(yaml.safe_load(text), example, MODEL)
     assert loaded.accounts[0].name == "alice"
     assert loaded.accounts[0].tls == "ssl"
+
+
+def test_check_config_passes_on_the_example_as_it_stands() -> None:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "spamd.cli", "check-config", "--config", "config.example.yaml"],
+        capture_output=True, text=True, cwd=root, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "config.example.yaml: OK (1 accounts, 1 folders)" in done.stdout

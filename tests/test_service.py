@@ -247,3 +247,29 @@ def test_daemon_notifies_systemd_serves_metrics_and_health_and_logs_no_secrets(
     everything = "".join(output)
     for secret in (mailbox.password, TOKEN, body_marker):
         assert secret not in everything
+
+
+def test_check_config_connect_reports_each_account(mailbox: Box, tmp_path: Path) -> None:
+    config_file = tmp_path / "spamd.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "accounts": [
+                    mailbox.settings(),
+                    mailbox.settings(name="wrong", password="not-the-password"),
+                ],
+            }
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "spamd.cli", "check-config", "--connect", "--config",
+         str(config_file)],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    good, bad = done.stdout.splitlines()[1:]
+    assert good.startswith(f"{mailbox.user}: connected to 127.0.0.1:")
+    assert "Junk folder 'Junk'; IDLE yes; MOVE yes" in good
+    assert bad.startswith("wrong: FAILED: wrong: login refused")
+    assert "not-the-password" not in done.stdout + done.stderr
