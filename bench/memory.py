@@ -31,7 +31,7 @@ def measure(port: int, users: list[str], settle: float) -> int:
             return rss_kb(proc.pid)
         finally:
             proc.terminate()
-            proc.wait()
+            proc.communicate(timeout=60)  # drain its log, or it blocks writing it
 
 
 def main() -> None:

@@ -49,11 +49,11 @@ def classify(port: int, body: bytes, content_type: str, **headers: str) -> tuple
 
 
 @contextlib.contextmanager
-def listener(**settings: Any) -> Iterator[WebServer]:
+def listener(telemetry: Telemetry | None = None, **settings: Any) -> Iterator[WebServer]:
     http = Http(**{"host": "127.0.0.1", "port": 0, "token": None, **settings})
     web = WebServer(
         http,
-        telemetry=Telemetry(),
+        telemetry=telemetry or Telemetry(),
         model=LiveModel(SHIPPED_MODEL, Events.logger()),
         health=lambda: (False, {"accounts": {"a": {"connected": False}}}),
         log=Events.logger(),
