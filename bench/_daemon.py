@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import random
 import statistics
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -29,22 +26,6 @@ def corpus_files(limit: int) -> list[Path]:
         raise SystemExit(f"corpora not found under {CORPORA}")
     random.Random(0).shuffle(files)
     return [files[i % len(files)] for i in range(limit)]
-
-
-def seed_maildir(root: Path, user: str, raws: Sequence[bytes]) -> None:
-    """Put messages straight into a user's Maildir (fast); Dovecot indexes them on SELECT."""
-    maildir = root / "mail" / user / "Maildir"
-    for sub in ("cur", "new", "tmp"):
-        (maildir / sub).mkdir(parents=True, exist_ok=True)
-    owner = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
-    for i, raw in enumerate(raws):
-        path = maildir / "new" / f"{int(time.time())}.{i}_{uuid.uuid4().hex}.bench"
-        path.write_bytes(raw)
-        if owner:
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-    if owner:
-        for path in [maildir.parent, maildir, *(maildir / s for s in ("cur", "new", "tmp"))]:
-            os.chown(path, owner.pw_uid, owner.pw_gid)
 
 
 def account(port: int, user: str, password: str, **extra: object) -> dict[str, object]:

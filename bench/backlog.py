@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import imapclient
-from _daemon import account, corpus_files, seed_maildir, spamd, write_config
+from _daemon import account, corpus_files, spamd, write_config
 
 from spamd import sandbox
 
@@ -31,7 +31,7 @@ def main() -> None:
     rates = []
     with sandbox.running(users) as server:
         for user in users:
-            seed_maildir(server.root, user, raws)
+            server.seed_maildir(user, raws)
             client = imapclient.IMAPClient("127.0.0.1", server.imap_port, ssl=False)
             client.login(user, "p")
             client.select_folder("INBOX")  # let Dovecot index the new files before timing

@@ -153,7 +153,11 @@ class Connection:
                     return str(name)
             wanted = "Junk"
         if wanted not in names:
-            self._call("CREATE", lambda: self._client.create_folder(wanted))
+            try:
+                self._call("CREATE", lambda: self._client.create_folder(wanted))
+            except MailboxError as exc:  # another connection of ours made it meanwhile
+                if "ALREADYEXISTS" not in str(exc).upper():
+                    raise
         return wanted
 
     def select(self, folder: str, *, readonly: bool = False) -> FolderStatus:

@@ -498,10 +498,15 @@ class FolderWatcher:
             self._state.set_status(flags, "done")
             if moves and self.account.set_keywords:
                 self._keyword(mailbox, moves, JUNK_KEYWORD)
-            if moves and mailbox.has_move:
-                mailbox.move([d.uid for d in moves], junk)
-            elif moves:
-                self._copy_then_delete(mailbox, junk, moves)
+            try:
+                self._move(mailbox, junk, moves)
+            except MailboxError as exc:
+                if "TRYCREATE" not in str(exc).upper() or isinstance(exc, TransientMailboxError):
+                    raise
+                # Junk was deleted or renamed under us: make it again, then move.
+                self._log.warning("junk_missing", junk=junk)
+                mailbox.find_junk()
+                self._move(mailbox, junk, moves)
             self._state.set_status(moves, "done")
         except TransientMailboxError:
             raise  # reconnect; the pending rows are finished by the next sync
@@ -510,6 +515,12 @@ class FolderWatcher:
             self._log.error("move_failed", uids=[d.uid for d in moves], error=str(exc), junk=junk)
             outcome = {d.uid: "move_failed" for d in moves}
         return outcome
+
+    def _move(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> None:
+        if moves and mailbox.has_move:
+            mailbox.move([d.uid for d in moves], junk)
+        elif moves:
+            self._copy_then_delete(mailbox, junk, moves)
 
     def _copy_then_delete(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> None:
         """The fallback without MOVE, made idempotent by the 'copying' status."""

@@ -26,6 +26,16 @@ SHIPPED_MODEL = ROOT / "models" / "default.joblib"
 CORPORA = ROOT.parent / "shared" / "corpora"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("spamd reliability suite (tests/reliability)")
+    group.addoption(
+        "--long", action="store_true", help="long mode: 50 crash trials, a 30-minute soak, ..."
+    )
+    group.addoption(
+        "--report", metavar="FILE", help="append the suite's figures to FILE as JSON lines"
+    )
+
+
 def message(subject: str, body: str, sender: str = "someone@example.org", **headers: str) -> bytes:
     """A minimal RFC 822 message, for tests that need mail of a certain shape."""
     lines = [f"From: {sender}", f"Subject: {subject}", "Message-ID: <t@example.org>"]
