@@ -149,12 +149,12 @@ def mailbox(dovecot: sandbox.Dovecot, tmp_path: Path) -> Iterator[Box]:
     dovecot.set_users({**dovecot.users, user: f"pw-{user}"})
     box = Box(dovecot, user, f"pw-{user}", tmp_path)
     # Dovecot notices a changed passwd-file within about a second: wait until it has.
-    wait_until(lambda: _can_log_in(box), timeout=5, what=f"Dovecot to know {user}")
+    wait_until(lambda: can_log_in(box), timeout=5, what=f"Dovecot to know {user}")
     with contextlib.closing(box):
         yield box
 
 
-def _can_log_in(box: Box) -> bool:
+def can_log_in(box: Box) -> bool:
     try:
         box.client  # noqa: B018 - logs in
     except imapclient.exceptions.LoginError:

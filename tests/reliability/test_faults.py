@@ -11,7 +11,7 @@ import pytest
 
 from spamd import sandbox
 from spamd.service import state_path
-from tests.conftest import Box, running_service, spamd_config, wait_until
+from tests.conftest import Box, can_log_in, running_service, spamd_config, wait_until
 from tests.reliability.conftest import (
     Report,
     assert_decided_once,
@@ -92,7 +92,7 @@ def test_a_fault_in_the_copy_store_expunge_fallback_is_survived(
     user = f"fallback-{phase}"
     without_move.set_users({**without_move.users, user: "pw"})
     box = Box(without_move, user, "pw", tmp_path)
-    wait_until(lambda: _logs_in(box), timeout=5)
+    wait_until(lambda: can_log_in(box), timeout=5)
     proxy = FaultProxy(without_move.imap_port)
     try:
         config = spamd_config(tmp_path, through(box, proxy), learning={"enabled": False})
@@ -107,15 +107,6 @@ def test_a_fault_in_the_copy_store_expunge_fallback_is_survived(
     finally:
         proxy.close()
         box.close()
-
-
-def _logs_in(box: Box) -> bool:
-    try:
-        box.client  # noqa: B018 - logs in
-    except Exception:  # noqa: BLE001 - Dovecot has not read the users file yet
-        box.close()
-        return False
-    return True
 
 
 def test_dovecot_restarted_under_a_running_spamd(tmp_path: Path) -> None:
@@ -203,7 +194,7 @@ def test_a_huge_mailbox_on_first_start_costs_no_fetch(
     ]
     dovecot.seed_maildir(user, raws)
     box = Box(dovecot, user, "pw", tmp_path)
-    wait_until(lambda: _logs_in(box), timeout=5)
+    wait_until(lambda: can_log_in(box), timeout=5)
     try:
         config = spamd_config(
             tmp_path, through(box, proxy, timeout=60), learning={"enabled": False}

@@ -1,0 +1,133 @@
+"""spamd killed with SIGKILL at random moments while it moves a batch of 500 messages."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from spamd import sandbox
+from spamd.service import state_path
+from spamd.state import FILE_NAME, State
+from tests.conftest import ROOT, SHIPPED_MODEL, Box, can_log_in, spamd_config, wait_until
+from tests.reliability.conftest import (
+    Report,
+    assert_decided_once,
+    assert_each_once_and_spam_in_junk,
+    inventory,
+    variant,
+)
+
+BATCH = 500
+
+
+def start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "spamd.cli", "run", "--config", str(config_file)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
+    dovecot: sandbox.Dovecot, tmp_path: Path, long_mode: bool, report: Report
+) -> None:
+    trials = 50 if long_mode else 3
+    rng = random.Random(int(os.environ.get("SPAMD_CRASH_SEED", "20261122")))
+    totals: Counter[str] = Counter()
+    for trial in range(trials):
+        totals += _trial(dovecot, tmp_path / f"crash{trial}", trial, rng)
+    report(
+        "sigkill_trials",
+        trials=trials,
+        messages=trials * BATCH,
+        kills=totals["kills"],
+        kills_mid_batch=totals["kills_mid_batch"],
+        lost=totals["lost"],
+        duplicated=totals["duplicated"],
+    )
+    assert totals["lost"] == totals["duplicated"] == 0
+
+
+def _trial(dovecot: sandbox.Dovecot, work: Path, trial: int, rng: random.Random) -> Counter[str]:
+    """Seed 500 messages, kill spamd 1-3 times while it handles them, let it finish, check."""
+    user = work.name
+    work.mkdir()
+    dovecot.set_users({**dovecot.users, user: "pw"})
+    messages = {n: variant(n) for n in range(trial * BATCH, (trial + 1) * BATCH)}
+    dovecot.seed_maildir(user, [raw for raw, _ in messages.values()])
+    box = Box(dovecot, user, "pw", work)
+    wait_until(lambda: can_log_in(box), timeout=5)
+    settings = box.settings(scan_existing=True)
+    config_file = work / "spamd.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(work / "state"),
+                "model": {"path": str(SHIPPED_MODEL)},
+                "accounts": [settings],
+                "log": {"format": "json"},
+            }
+        )
+    )
+    log = work / "spamd.log"
+    junked = sum(j for _, j in messages.values())
+    kills = rng.randint(1, 3)
+    mid_batch = 0
+    for _ in range(kills):
+        before = _connects(log)
+        proc = start(config_file, log)
+        if rng.random() < 0.2:  # now and then while it starts, connects or logs in
+            time.sleep(rng.uniform(0.1, 1.0))
+        else:  # mostly while it works through the batch (about half a second)
+            wait_until(lambda n=before: _connects(log) > n, timeout=20)
+            time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        mid_batch += 0 < _decided(work / "state") < BATCH
+    proc = start(config_file, log)
+    try:
+        wait_until(lambda: box.count("Junk") >= junked, timeout=90, what=f"trial {trial}")
+        wait_until(lambda: box.count("INBOX") == BATCH - junked, timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    copies: Counter[str] = Counter()
+    for found in inventory(box).values():
+        for (message_id, _), n in found.items():
+            copies[message_id] += n
+    wanted = [f"<reliability-{n}@spamd.test>" for n in messages]
+    outcome = Counter(
+        kills=kills,
+        kills_mid_batch=mid_batch,
+        lost=sum(copies[m] == 0 for m in wanted),
+        duplicated=sum(max(0, copies[m] - 1) for m in wanted),
+    )
+    assert_each_once_and_spam_in_junk(box, messages)
+    assert_decided_once(state_path(spamd_config(work, settings)), user, messages)
+    assert "internal_error" not in log.read_text()
+    box.close()
+    return outcome
+
+
+def _decided(state_dir: Path) -> int:
+    """Decisions recorded so far (0 when spamd died before it made the database)."""
+    if not (state_dir / FILE_NAME).exists():
+        return 0
+    state = State(state_dir / FILE_NAME)
+    try:
+        return len(state.decisions(limit=10**6))
+    finally:
+        state.close()
+
+
+def _connects(log: Path) -> int:
+    return log.read_bytes().count(b'"connected"') if log.exists() else 0
