@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -88,7 +89,7 @@ def _trial(dovecot: sandbox.Dovecot, work: Path, trial: int, rng: random.Random)
         if rng.random() < 0.2:  # now and then while it starts, connects or logs in
             time.sleep(rng.uniform(0.1, 1.0))
         else:  # mostly while it works through the batch (about half a second)
-            wait_until(lambda n=before: _connects(log) > n, timeout=20)
+            wait_until(partial(_connected_since, log, before), timeout=20)
             time.sleep(rng.uniform(0.0, 0.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -131,3 +132,7 @@ def _decided(state_dir: Path) -> int:
 
 def _connects(log: Path) -> int:
     return log.read_bytes().count(b'"connected"') if log.exists() else 0
+
+
+def _connected_since(log: Path, before: int) -> bool:
+    return _connects(log) > before
