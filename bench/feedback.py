@@ -22,7 +22,7 @@ where trace headers give the label away.
 **Live**: `spamd run` against a sandbox Dovecot. Each trial delivers a spam
 message, waits until spamd has moved it to Junk, moves it back to INBOX from
 another IMAP client (the user's "not spam") and times until spamd logs the swap
-to the retrained model. The retrain delay (debounce, default 2 s) is included.
+to the retrained model. The retrain delay (debounce, default 1 s) is included.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ DEFAULT_FETCH_BYTES = 256 * 1024
 DEFAULT_POLL_SECONDS = 60.0
 SECRET_COMMAND_TIMEOUT = 30.0
 DEFAULT_HTTP_PORT = 8025
+# Corrections made together (a user sweeping Junk) usually come within a second of each
+# other; one more during a retrain causes one more retrain after it.
+DEFAULT_RETRAIN_DELAY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,7 @@ class Config:
     log_format: Literal["auto", "json", "console"] = "auto"
     housekeeping_interval: float = 300.0
     learning: bool = True  # learn from users' corrections and retrain
-    retrain_delay: float = 2.0  # seconds without a new correction before retraining
+    retrain_delay: float = DEFAULT_RETRAIN_DELAY  # quiet seconds after a correction, then retrain
     http: Http | None = None  # the status/metrics/classify listener; off when None
 
     def account(self, name: str) -> Account:
@@ -173,7 +176,11 @@ def parse(data: object, source: Path, default_model: Path) -> Config:
     housekeeping = root.number("housekeeping_interval", 300.0, minimum=1.0)
     learn = root.section("learning", required=False)
     learning = learn.boolean("enabled", default=True) if learn else True
-    retrain_delay = learn.number("retrain_delay", 2.0, minimum=0.0) if learn else 2.0
+    retrain_delay = (
+        learn.number("retrain_delay", DEFAULT_RETRAIN_DELAY, minimum=0.0)
+        if learn
+        else DEFAULT_RETRAIN_DELAY
+    )
     if learn:
         learn.done()
     web = root.section("http", required=False)
