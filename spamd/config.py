@@ -283,7 +283,7 @@ def _secret(
         f"{name}_env": "env",
         f"{name}_command": "command",
     }
-    given = [key for key in kinds if key in s.data]
+    given = [key for key in kinds if s.data.get(key) is not None]
     if not given and not required:
         return None
     if len(given) != 1:
