@@ -58,12 +58,12 @@ class Telemetry:
         self._lock = threading.Lock()
         self._connected: set[tuple[str, str]] = set()
         self._day = ""
-        self.today: dict[str, int] = {}  # "decisions" / "corrections" / "junked" since midnight UTC
+        self._today: dict[str, int] = {}  # "decisions" / "junked" / "corrections" since 00:00 UTC
 
     def today_counts(self) -> dict[str, int]:
         with self._lock:
             today = time.strftime("%Y-%m-%d", time.gmtime())
-            return dict(self.today) if self._day == today else {}
+            return dict(self._today) if self._day == today else {}
 
     def set_model(self, version: str) -> None:
         self.model.info({"version": version})
@@ -116,5 +116,5 @@ class Telemetry:
         day = time.strftime("%Y-%m-%d", time.gmtime())
         with self._lock:
             if day != self._day:
-                self._day, self.today = day, {}
-            self.today[what] = self.today.get(what, 0) + 1
+                self._day, self._today = day, {}
+            self._today[what] = self._today.get(what, 0) + 1

@@ -61,7 +61,7 @@ class WebServer:
         self.health = health
         self.log = log
         self._token = settings.token.reveal() if settings.token else None
-        self._page = resources.files("spamd").joinpath("page.html").read_bytes()
+        self.page = resources.files("spamd").joinpath("page.html").read_bytes()
         handler = type("Handler", (_Handler,), {"app": self})
         try:
             self._server = _Server((settings.host, settings.port), handler)
@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._allowed(path):
             return
         if path == "/":
-            self._send(HTTPStatus.OK, self.app._page, "text/html; charset=utf-8")
+            self._send(HTTPStatus.OK, self.app.page, "text/html; charset=utf-8")
         elif path == "/metrics":
             self._send(
                 HTTPStatus.OK, generate_latest(self.app.telemetry.registry), CONTENT_TYPE_LATEST
