@@ -58,12 +58,18 @@ class FaultProxy:
         with self._lock:
             return sum(f.times for f in self._faults)
 
-    def cut_all(self) -> None:
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._pairs)
+
+    def cut_all(self) -> int:
+        """Close every open connection; returns how many there were."""
         with self._lock:
             pairs, self._pairs = self._pairs, []
         for pair in pairs:
             _close(*pair)
         self.injected["cut all"] += 1
+        return len(pairs)
 
     def close(self) -> None:
         self._closed.set()
@@ -126,6 +132,9 @@ class FaultProxy:
                     client.sendall(tag + b" NO [OVERQUOTA] Quota exceeded (injected)\r\n")
             except OSError:
                 break
+        with self._lock:
+            if (client, server) in self._pairs:
+                self._pairs.remove((client, server))
         _close(client, server)
 
     def _pump_down(self, source: socket.socket, sink: socket.socket) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,27 @@ def test_a_huge_mailbox_on_first_start_costs_no_fetch(
         report("huge_mailbox_first_start", messages=count, seconds_to_first_sync=round(took, 2))
     finally:
         box.close()
+
+
+def test_connections_cut_at_random_moments(
+    mailbox: Box, proxy: FaultProxy, tmp_path: Path, long_mode: bool, report: Report
+) -> None:
+    """Mail keeps arriving while every connection is cut at random moments (Junk's too)."""
+    cuts = 100 if long_mode else 5
+    rng = random.Random(7)
+    config = spamd_config(tmp_path, through(mailbox, proxy))
+    messages: dict[int, tuple[bytes, bool]] = {}
+    severed = 0
+    with running_service(config) as (service, _):
+        wait_until(lambda: all(w.health.last_sync for w in service.watchers))
+        for i in range(cuts):
+            wait_until(lambda: proxy.open_connections() == 2, timeout=30, what="a reconnect")
+            messages |= deliver(mailbox, 1000 + 4 * i, 4)
+            time.sleep(rng.uniform(0.0, 1.0))
+            severed += proxy.cut_all()
+        wait_until(lambda: settled(mailbox, messages), timeout=120, what="the last messages")
+        wait_until(lambda: all(w.health.last_sync for w in service.watchers), timeout=30)
+    assert severed >= 2 * cuts  # each cut found both of its connections up again
+    assert_each_once_and_spam_in_junk(mailbox, messages)
+    assert_decided_once(state_path(config), mailbox.user, messages)
+    report("random_cuts", cuts=cuts, connections_cut=severed, messages=len(messages))
