@@ -54,6 +54,10 @@ class FaultProxy:
         with self._lock:
             self._faults.append(Fault(re.compile(pattern.encode(), re.I), action, times, seconds))
 
+    def disarm(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def armed(self) -> int:
         with self._lock:
             return sum(f.times for f in self._faults)

@@ -132,14 +132,15 @@ def test_a_refused_move_leaves_the_message_and_is_retried(
     spam = next(n for n in range(20) if variant(n)[1])
     with running_service(config) as (service, events):
         wait_until(lambda: all(w.health.last_sync for w in service.watchers))
-        proxy.arm(r"UID MOVE", "refuse")
+        proxy.arm(r"UID MOVE", "refuse", times=1000)  # refused until disarmed
         messages = deliver(mailbox, spam, 1)
         wait_until(lambda: events.named("move_failed"), what="the refused MOVE")
+        time.sleep(0.5)
         assert mailbox.count("INBOX") == 1 and mailbox.count("Junk") == 0  # left where it was
+        proxy.disarm()
         messages |= deliver(mailbox, 300, 1)  # the next sync retries the move
         wait_until(lambda: settled(mailbox, messages), timeout=20)
-    (failed,) = events.named("move_failed")
-    assert "OVERQUOTA" in str(failed["error"])
+    assert "OVERQUOTA" in str(events.named("move_failed")[0]["error"])
     assert_each_once_and_spam_in_junk(mailbox, messages)
 
 
