@@ -6,10 +6,10 @@
 SpamAssassin corpus is streamed in delivery-time order. A simulated user looks
 at every verdict at once and corrects each mistake: a ham sent to Junk is
 rescued, a spam let through is junked. spamd runs its real learning code on
-that stream: `watcher.read` and `policy.decide` with a `watcher.Memory` over a
-`State` (fingerprints and junked senders answer at once), and
-`retrain.retrain` (the guarded retrain the daemon runs) after every correction,
-before the next message; its seconds are reported. Both filters start from
+that stream: `watcher.read` and `watcher.Memory.decide` over a `State`
+(fingerprints and junked senders answer at once), and `retrain.retrain` (the
+guarded retrain the daemon runs) after every correction, before the next
+message; its seconds are reported. Both filters start from
 what they learned from `modern_public` alone (spamd: a base model trained here
 on it; bogofilter: a word list trained on the same files), so neither has seen
 the stream. bogofilter then trains on every error and every "unsure"
@@ -40,7 +40,7 @@ import imapclient
 import numpy as np
 from _daemon import CORPORA, account, events, spamd, write_config
 
-from spamd import corpus, metrics, policy, sandbox, watcher
+from spamd import corpus, metrics, sandbox, watcher
 from spamd import model as model_lib
 from spamd.features import DEFAULT_CHANNELS
 from spamd.imap import Fetched
@@ -117,15 +117,7 @@ def replay_spamd(stream: list[tuple[Path, int]], base: Path, state_dir: Path) ->
     for n, (path, label) in enumerate(stream):
         raw = corpus.read_file(path, MAX_BYTES)
         reading = watcher.read(raw, scorer, MAX_BYTES)
-        remembered, sender_junked = memory.recall(reading)
-        verdict = policy.decide(
-            reading.score,
-            scorer.threshold,
-            reading.sender,
-            mode="move",
-            remembered=remembered,
-            sender_junked=sender_junked,
-        )
+        verdict = memory.decide(reading, scorer.threshold, mode="move")
         result.scores.append(reading.score)
         if not result.count(label, verdict.spam):
             continue

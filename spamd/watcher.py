@@ -23,7 +23,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from spamd import learning, policy
-from spamd.config import Account
+from spamd.config import Account, Mode
 from spamd.errors import AuthError, MailboxError, TransientMailboxError
 from spamd.imap import Fetched, FolderStatus, IdleEvents
 from spamd.learning import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Correction
@@ -132,7 +132,7 @@ class Memory:
     """One account's corrections as its watchers use them (shared, thread-safe).
 
     `learn` stores a correction and tells `on_learned` (the service schedules a
-    retrain); `recall` answers from fingerprints and repeatedly junked senders.
+    retrain); `decide` weighs fingerprints and repeatedly junked senders in.
     """
 
     def __init__(
@@ -168,10 +168,29 @@ class Memory:
         self._on_learned(correction)
         return True
 
-    def recall(self, reading: Reading) -> tuple[learning.Label | None, bool]:
-        """(label of a near-identical corrected message, whether the sender keeps being junked)."""
+    def decide(
+        self,
+        reading: Reading,
+        threshold: float,
+        *,
+        mode: Mode,
+        allow: Collection[str] = (),
+        block: Collection[str] = (),
+    ) -> policy.Verdict:
+        """The verdict on a readable message, with what the user taught remembered."""
         with self._lock:
-            return self._fingerprints.match(reading.fingerprint), reading.sender in self._senders
+            remembered = self._fingerprints.match(reading.fingerprint)
+            sender_junked = reading.sender in self._senders
+        return policy.decide(
+            reading.score,
+            threshold,
+            reading.sender,
+            mode=mode,
+            allow=allow,
+            block=block,
+            remembered=remembered,
+            sender_junked=sender_junked,
+        )
 
 
 def correction(
@@ -463,16 +482,12 @@ class FolderWatcher:
             self._log.error("undecidable", uid=message.uid, error=reading.error)
             verdict = policy.UNREADABLE
         else:
-            remembered, sender_junked = self._memory.recall(reading)
-            verdict = policy.decide(
-                reading.score,
+            verdict = self._memory.decide(
+                reading,
                 scorer.threshold,
-                reading.sender,
                 mode=self.account.mode,
                 allow=self.account.allow,
                 block=self.account.block,
-                remembered=remembered,
-                sender_junked=sender_junked,
             )
         return Decision(
             account=self.account.name,
