@@ -321,9 +321,7 @@ def run(
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
     telemetry = telemetry or Telemetry()
-    service = Service(config, log=log)
-    web = _web(service, telemetry, log)  # first: a port in use is an error before any mail moves
-    service.start()
+    service, web = _start(config, telemetry, log)
     watchdog = systemd.watchdog_interval()
     tick = min(watchdog or 1.0, 1.0)
     ready, last_status = False, 0.0
@@ -350,9 +348,7 @@ def run(
                 web.stop()
             service.stop()
             config = fresh
-            service = Service(fresh, log=log)
-            web = _web(service, telemetry, log)
-            service.start()
+            service, web = _start(fresh, telemetry, log)
             ready = False
         if not ready and service.all_started():
             ready = True
@@ -365,19 +361,19 @@ def run(
             systemd.notify("WATCHDOG=1")
 
 
-def _web(service: Service, telemetry: Telemetry, log: Any) -> WebServer | None:
+def _start(config: Config, telemetry: Telemetry, log: Any) -> tuple[Service, WebServer | None]:
+    """A service and its HTTP listener, started. The listener binds first: a port
+    in use is an error before any mail moves."""
+    service = Service(config, log=log)
     telemetry.set_model(service.model().version)
-    if service.config.http is None:
-        return None
-    web = WebServer(
-        service.config.http,
-        telemetry=telemetry,
-        model=service.model,
-        health=service.health,
-        log=log,
-    )
-    web.start()
-    return web
+    web = None
+    if config.http is not None:
+        web = WebServer(
+            config.http, telemetry=telemetry, model=service.model, health=service.health, log=log
+        )
+        web.start()
+    service.start()
+    return service, web
 
 
 class PoolReader:
