@@ -216,12 +216,11 @@ class State:
     ) -> set[int]:
         if not uids:
             return set()
-        rows = self._query(
+        return self._uids(
             "SELECT uid FROM decisions WHERE account=? AND folder=? AND uidvalidity=? "  # noqa: S608 - placeholders only
             f"AND uid BETWEEN ? AND ? AND uid IN ({','.join('?' * len(uids))})",
             (account, folder, uidvalidity, min(uids), max(uids), *uids),
         )
-        return {int(row[0]) for row in rows}  # type: ignore[call-overload]
 
     def decided_message_ids(self, account: str, folder: str) -> set[str]:
         rows = self._query(
@@ -267,19 +266,20 @@ class State:
 
     def flagged_uids(self, account: str, folder: str, uidvalidity: int) -> set[int]:
         """UIDs that spamd itself gave the junk keyword (mode: flag)."""
-        rows = self._query(
+        return self._uids(
             "SELECT uid FROM decisions WHERE account=? AND folder=? AND uidvalidity=? "
             "AND action='flag'",
             (account, folder, uidvalidity),
         )
-        return {int(row[0]) for row in rows}  # type: ignore[call-overload]
 
     def corrected_uids(self, account: str, folder: str, uidvalidity: int) -> set[int]:
-        rows = self._query(
+        return self._uids(
             "SELECT uid FROM corrections WHERE account=? AND folder=? AND uidvalidity=?",
             (account, folder, uidvalidity),
         )
-        return {int(row[0]) for row in rows}  # type: ignore[call-overload]
+
+    def _uids(self, sql: str, args: Sequence[object]) -> set[int]:
+        return {int(row[0]) for row in self._query(sql, args)}  # type: ignore[call-overload]
 
     # -- corrections ------------------------------------------------------------
 
