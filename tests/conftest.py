@@ -145,13 +145,17 @@ _users = itertools.count()
 
 @pytest.fixture
 def mailbox(dovecot: sandbox.Dovecot, tmp_path: Path) -> Iterator[Box]:
-    user = f"user{next(_users)}"
-    dovecot.set_users({**dovecot.users, user: f"pw-{user}"})
-    box = Box(dovecot, user, f"pw-{user}", tmp_path)
+    with contextlib.closing(new_box(dovecot, f"user{next(_users)}", tmp_path)) as box:
+        yield box
+
+
+def new_box(server: sandbox.Dovecot, user: str, tmp: Path) -> Box:
+    """A new user on this Dovecot (password ``pw-USER``), logged in once Dovecot knows it."""
+    server.set_users({**server.users, user: f"pw-{user}"})
+    box = Box(server, user, f"pw-{user}", tmp)
     # Dovecot notices a changed passwd-file within about a second: wait until it has.
     wait_until(lambda: can_log_in(box), timeout=5, what=f"Dovecot to know {user}")
-    with contextlib.closing(box):
-        yield box
+    return box
 
 
 def can_log_in(box: Box) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from spamd import sandbox
-from spamd.scorer import load
-from spamd.state import State
+from spamd.scorer import Scorer, load
+from spamd.state import Decision, State
 from tests.conftest import HAM, SHIPPED_MODEL, SPAM, Box
 from tests.reliability.proxy import FaultProxy
 
@@ -66,14 +67,15 @@ def variant(n: int) -> tuple[bytes, bool]:
     return f"Message-ID: <reliability-{n}@spamd.test>\r\n".encode() + raw, _junked(path)
 
 
-_verdicts: dict[Path, bool] = {}
-
-
+@functools.cache
 def _junked(path: Path) -> bool:
-    if path not in _verdicts:
-        model = load(SHIPPED_MODEL)
-        _verdicts[path] = model.is_spam(model.score(path.read_bytes()))
-    return _verdicts[path]
+    model = _model()
+    return model.is_spam(model.score(path.read_bytes()))
+
+
+@functools.cache
+def _model() -> Scorer:
+    return load(SHIPPED_MODEL)
 
 
 def inventory(box: Box) -> dict[str, Counter[tuple[str, str]]]:
@@ -115,17 +117,27 @@ def assert_each_once_and_spam_in_junk(box: Box, messages: dict[int, tuple[bytes,
     assert sum(copies.values()) == len(messages), "messages nobody appended"
 
 
+def all_decided(state_file: Path, account: str, messages: dict[int, tuple[bytes, bool]]) -> bool:
+    """Whether spamd has recorded a decision on every one of these messages."""
+    decided = {d.message_id for d in _decisions(state_file, account)}
+    return decided >= {_message_id(raw) for raw, _ in messages.values()}
+
+
 def assert_decided_once(
     state_file: Path, account: str, messages: dict[int, tuple[bytes, bool]]
 ) -> None:
     """The state store holds one finished decision per message, none pending or half-copied."""
-    state = State(state_file)
-    try:
-        decisions = state.decisions(account, limit=10**6)
-    finally:
-        state.close()
+    decisions = _decisions(state_file, account)
     decided = Counter(d.message_id for d in decisions)
     wanted = {_message_id(raw) for raw, _ in messages.values()}
     assert set(decided) >= wanted
     assert all(decided[m] == 1 for m in wanted), [m for m in wanted if decided[m] != 1]
     assert {d.status for d in decisions} <= {"done", "gone"}
+
+
+def _decisions(state_file: Path, account: str) -> list[Decision]:
+    state = State(state_file)
+    try:
+        return state.decisions(account, limit=10**6)
+    finally:
+        state.close()

@@ -17,7 +17,7 @@ import yaml
 from spamd import sandbox
 from spamd.service import state_path
 from spamd.state import FILE_NAME, State
-from tests.conftest import ROOT, SHIPPED_MODEL, Box, can_log_in, spamd_config, wait_until
+from tests.conftest import ROOT, SHIPPED_MODEL, new_box, spamd_config, wait_until
 from tests.reliability.conftest import (
     Report,
     assert_decided_once,
@@ -62,11 +62,9 @@ def _trial(dovecot: sandbox.Dovecot, work: Path, trial: int, rng: random.Random)
     """Seed 500 messages, kill spamd 1-3 times while it handles them, let it finish, check."""
     user = work.name
     work.mkdir()
-    dovecot.set_users({**dovecot.users, user: "pw"})
+    box = new_box(dovecot, user, work)
     messages = {n: variant(n) for n in range(trial * BATCH, (trial + 1) * BATCH)}
     dovecot.seed_maildir(user, [raw for raw, _ in messages.values()])
-    box = Box(dovecot, user, "pw", work)
-    wait_until(lambda: can_log_in(box), timeout=5)
     settings = box.settings(scan_existing=True)
     config_file = work / "spamd.yaml"
     config_file.write_text(

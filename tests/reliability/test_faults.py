@@ -12,9 +12,10 @@ import pytest
 
 from spamd import sandbox
 from spamd.service import state_path
-from tests.conftest import Box, can_log_in, running_service, spamd_config, wait_until
+from tests.conftest import Box, new_box, running_service, spamd_config, wait_until
 from tests.reliability.conftest import (
     Report,
+    all_decided,
     assert_decided_once,
     assert_each_once_and_spam_in_junk,
     through,
@@ -66,7 +67,8 @@ def test_a_fault_in_each_phase_is_survived(  # noqa: PLR0917 - fixtures and para
         wait_until(lambda: proxy.armed() == 0, timeout=20, what=f"the {phase} fault to fire")
         messages |= deliver(mailbox, BATCH // 2, BATCH // 2)
         wait_until(lambda: settled(mailbox, messages), timeout=45, what=f"recovery from {phase}")
-        wait_until(lambda: all(w.health.last_sync for w in service.watchers))
+        # Ham stays where it is whether decided or not: wait for the decisions too.
+        wait_until(lambda: all_decided(state_path(config), mailbox.user, messages), timeout=30)
     assert events.named("connected")[1:] or events.named("connection_failed")
     assert_each_once_and_spam_in_junk(mailbox, messages)
     assert_decided_once(state_path(config), mailbox.user, messages)
@@ -90,10 +92,7 @@ FALLBACK = [
 def test_a_fault_in_the_copy_store_expunge_fallback_is_survived(
     without_move: sandbox.Dovecot, tmp_path: Path, phase: str, pattern: str, action: str
 ) -> None:
-    user = f"fallback-{phase}"
-    without_move.set_users({**without_move.users, user: "pw"})
-    box = Box(without_move, user, "pw", tmp_path)
-    wait_until(lambda: can_log_in(box), timeout=5)
+    box = new_box(without_move, f"fallback-{phase}", tmp_path)
     proxy = FaultProxy(without_move.imap_port)
     try:
         config = spamd_config(tmp_path, through(box, proxy), learning={"enabled": False})
@@ -186,31 +185,24 @@ def _message_ids(box: Box, folder: str) -> list[bytes]:
 
 
 def test_a_huge_mailbox_on_first_start_costs_no_fetch(
-    dovecot: sandbox.Dovecot, proxy: FaultProxy, tmp_path: Path, long_mode: bool, report: Report
+    mailbox: Box, proxy: FaultProxy, tmp_path: Path, long_mode: bool, report: Report
 ) -> None:
     count = 100_000 if long_mode else 20_000
-    user = f"huge{count}"
-    dovecot.set_users({**dovecot.users, user: "pw"})
     raws = [
         b"Subject: old %d\r\nMessage-ID: <old-%d@x>\r\n\r\nkept\r\n" % (i, i) for i in range(count)
     ]
-    dovecot.seed_maildir(user, raws)
-    box = Box(dovecot, user, "pw", tmp_path)
-    wait_until(lambda: can_log_in(box), timeout=5)
-    try:
-        config = spamd_config(
-            tmp_path, through(box, proxy, timeout=60), learning={"enabled": False}
-        )
-        started = time.monotonic()
-        with running_service(config) as (_service, events):
-            wait_until(lambda: events.named("first_sync"), timeout=120)
-            took = time.monotonic() - started
-        fetches = [c for c in proxy.commands if b" FETCH " in c.upper()]
-        assert fetches == [], fetches[:3]
-        assert events.named("first_sync")[0]["existing"] == count
-        report("huge_mailbox_first_start", messages=count, seconds_to_first_sync=round(took, 2))
-    finally:
-        box.close()
+    mailbox.server.seed_maildir(mailbox.user, raws)
+    config = spamd_config(
+        tmp_path, through(mailbox, proxy, timeout=60), learning={"enabled": False}
+    )
+    started = time.monotonic()
+    with running_service(config) as (_service, events):
+        wait_until(lambda: events.named("first_sync"), timeout=120)
+        took = time.monotonic() - started
+    fetches = [c for c in proxy.commands if b" FETCH " in c.upper()]
+    assert fetches == [], fetches[:3]
+    assert events.named("first_sync")[0]["existing"] == count
+    report("huge_mailbox_first_start", messages=count, seconds_to_first_sync=round(took, 2))
 
 
 def test_connections_cut_at_random_moments(
@@ -230,7 +222,7 @@ def test_connections_cut_at_random_moments(
             time.sleep(rng.uniform(0.0, 1.0))
             severed += proxy.cut_all()
         wait_until(lambda: settled(mailbox, messages), timeout=120, what="the last messages")
-        wait_until(lambda: all(w.health.last_sync for w in service.watchers), timeout=30)
+        wait_until(lambda: all_decided(state_path(config), mailbox.user, messages), timeout=30)
     assert severed >= 2 * cuts  # each cut found both of its connections up again
     assert_each_once_and_spam_in_junk(mailbox, messages)
     assert_decided_once(state_path(config), mailbox.user, messages)
