@@ -143,6 +143,21 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMessage:
     )
 
 
+# The header fields anything here reads; the others (most of a header: Received,
+# DKIM, ...) are not even decoded.
+_USED_FIELDS = frozenset(
+    (
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+        "subject",
+        "from",
+        "reply-to",
+        "message-id",
+        "list-id",
+        *LEARNABLE_HEADERS,
+    )
+)
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _FIELD = re.compile(rb"^([!-9;-~]{1,200})[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.M)
 _FOLD = re.compile(r"\r?\n[ \t]+")
@@ -180,7 +195,7 @@ class _Part:
         fields: dict[str, str] = {}
         for match in _FIELD.finditer(head):
             name = match.group(1).decode("ascii").lower()
-            if name not in fields:
+            if name in _USED_FIELDS and name not in fields:
                 value = match.group(2).decode("ascii", "surrogateescape")
                 fields[name] = _FOLD.sub(" ", value).strip()
         return cls(fields, body, default_type)
@@ -320,6 +335,8 @@ def header_text(value: object) -> str:
         return ""
     # Raw 8-bit header bytes arrive as surrogate escapes (most are UTF-8); text
     # that is already decoded (RFC 2231 parameters) round-trips through UTF-8.
+    if value.isascii() and "=?" not in value:  # the common case: nothing to decode
+        return " ".join(value.split())
     raw = value.encode("utf-8", "surrogateescape")
     text = decode_bytes(raw, "")
     try:
@@ -339,11 +356,19 @@ def _address(value: object) -> Address:
     text = header_text(value)
     if not text:
         return Address()
-    name, address = email.utils.parseaddr(text)
+    simple = _SIMPLE_ADDRESS.fullmatch(text)
+    if simple:  # `addr`, `<addr>` or `Name <addr>`: no need for the full RFC 5322 parser
+        name, address = (simple.group(1) or "").strip(), simple.group(2) or simple.group(3)
+    else:
+        name, address = email.utils.parseaddr(text)
     address = address.strip().lower()
     if "@" not in address:
         return Address(name=name or text, address="")
     return Address(name=name.strip().strip('"'), address=address)
+
+
+_ADDR_SPEC = r'[^\s"<>,;:()\\@\[\]]+@[^\s"<>,;:()\\@\[\]]+'
+_SIMPLE_ADDRESS = re.compile(rf'([^"<>,;:()\\@\[\]]*?)\s*<({_ADDR_SPEC})>|({_ADDR_SPEC})')
 
 
 def html_to_text(markup: str) -> tuple[str, list[str]]:
