@@ -22,12 +22,13 @@ from spamd.message import DEFAULT_MAX_BYTES
 
 DEFAULT_CORPORA = Path(__file__).resolve().parent.parent.parent / "shared/corpora"
 VARIANTS: list[dict[str, Any]] = [
-    {"channels": ("subject", "body"), "c": 12.0},  # the shipped choice
-    {"channels": ("subject", "body"), "c": 1.5},
-    {"channels": ("subject", "body", "urls"), "c": 12.0},
-    {"channels": ("subject", "body", "sender"), "c": 12.0},
-    {"channels": ("subject", "body", "meta"), "c": 12.0},
-    {"channels": CHANNELS, "c": 12.0},
+    {"channels": ("subject", "body", "sender"), "c": 30.0},  # the shipped choice
+    {"channels": ("subject", "body", "sender"), "c": 100.0},
+    {"channels": ("subject", "body"), "c": 30.0},
+    {"channels": ("subject", "body"), "c": 12.0},
+    {"channels": ("subject", "body", "sender", "urls"), "c": 30.0},
+    {"channels": ("subject", "body", "sender", "meta"), "c": 30.0},
+    {"channels": CHANNELS, "c": 30.0},
 ]
 
 

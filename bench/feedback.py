@@ -28,7 +28,6 @@ to the retrained model. The retrain delay (debounce, default 1 s) is included.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import subprocess
 import tempfile
@@ -39,6 +38,7 @@ from pathlib import Path
 import imapclient
 import numpy as np
 from _daemon import CORPORA, account, events, spamd, write_config
+from _mail import without_artefacts
 
 from spamd import corpus, metrics, sandbox, watcher
 from spamd import model as model_lib
@@ -51,13 +51,6 @@ from spamd.state import FILE_NAME, State
 from spamd.versions import ModelStore
 
 MAX_BYTES = DEFAULT_MAX_BYTES
-# The header fields a mail client shows or needs to render; everything else
-# (Received chains, X-Keywords, X-Status, X-MailScanner, list and verdict
-# headers) is how the corpus was collected, not what the sender wrote.
-SHOWN_FIELDS = re.compile(
-    rb"^(from|to|cc|reply-to|subject|date|message-id|mime-version|content-[a-z-]+):",
-    re.I,
-)
 
 
 @dataclass
@@ -179,24 +172,6 @@ def _as_read(path: Path, mail_dir: Path, raw: bool) -> Path:
     if not out.exists():
         out.write_bytes(without_artefacts(path.read_bytes()))
     return out
-
-
-def without_artefacts(raw: bytes) -> bytes:
-    """The message with only the header fields a mail client shows (see SHOWN_FIELDS)."""
-    head, sep, body = raw.partition(b"\n\n")
-    if not sep:
-        head, sep, body = raw.partition(b"\r\n\r\n")
-    kept: list[bytes] = []
-    keep = False
-    for line in head.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t"):
-            if keep:
-                kept.append(line)
-            continue
-        keep = bool(SHOWN_FIELDS.match(line))
-        if keep:
-            kept.append(line)
-    return b"".join(kept) + sep + body
 
 
 def print_replay(results: list[Stream], stream: list[tuple[Path, int]]) -> None:

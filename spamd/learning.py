@@ -20,15 +20,15 @@ again (`SENDER_JUNKED_AFTER`).
 
 from __future__ import annotations
 
-import hashlib
+import itertools
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from spamd.features import MAX_BODY_CHARS, tokenize
-from spamd.message import ParsedMessage
+from spamd.features import Features
 
 Label = Literal["spam", "ham"]
 
@@ -39,6 +39,7 @@ NOT_JUNK_KEYWORD = "$NotJunk"
 JUNK_KEYWORDS = (JUNK_KEYWORD, "Junk")
 NOT_JUNK_KEYWORDS = (NOT_JUNK_KEYWORD, "NotJunk", "NonJunk")
 
+FINGERPRINT_CHANNELS = ("subject", "body")  # the features `fingerprint` reads
 MIN_FINGERPRINT_WORDS = 12  # shorter mail ("thanks!") is too generic to remember
 NEAR_BITS = 8  # of 64: one word in 40 changed moves ~8 bits; random pairs match ~3e-10
 SENDER_JUNKED_AFTER = 3  # user-junked messages from one address (none rescued) -> junk it
@@ -67,7 +68,7 @@ def has_keyword(flags: Iterable[str], keywords: Iterable[str]) -> bool:
     return any(f.lower() in wanted for f in flags)
 
 
-def fingerprint(message: ParsedMessage) -> int | None:
+def fingerprint(features: Features) -> int | None:
     """A 64-bit SimHash of the distinct words of subject and body; None for short mail.
 
     Words with digits (dates, amounts, ids) and very long ones (tokens, hashes) are
@@ -75,20 +76,30 @@ def fingerprint(message: ParsedMessage) -> int | None:
     """
     words = {
         w
-        for w in tokenize(f"{message.subject}\n{message.text[:MAX_BODY_CHARS]}")
-        if "0" not in w and len(w) <= 30  # tokenize folds digits to 0
+        for w in itertools.chain(features.subject, features.body)
+        if "0" not in w and " " not in w and len(w) <= 30  # digits were folded to 0
     }
     if len(words) < MIN_FINGERPRINT_WORDS:
         return None
-    hashes = np.array([_hash64(w) for w in words], dtype=np.uint64)
+    crc = np.fromiter(
+        (zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in words),
+        dtype=np.uint64,
+        count=len(words),
+    )
+    hashes = _spread(crc)
     bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
     majority = bits.sum(axis=0, dtype=np.int64) * 2 > len(words)
     return int(np.packbits(majority, bitorder="little").view(np.uint64)[0])
 
 
-def _hash64(word: str) -> int:
-    digest = hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+def _spread(x: np.ndarray) -> np.ndarray:
+    """32-bit hashes spread over 64 bits (the SplitMix64 finaliser; wraps modulo 2**64)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    spread: np.ndarray = x ^ (x >> np.uint64(31))
+    return spread
 
 
 class Fingerprints:

@@ -55,7 +55,7 @@ from spamd.features import DEFAULT_CHANNELS, Features
 from spamd.scorer import DEFAULT_FP_BUDGET, RETRAIN_HINT, Channel, Metadata, Scorer
 
 MIN_THRESHOLD = 0.5  # never junk on a coin flip, whatever held-out data suggests
-DEFAULT_C = 12.0
+DEFAULT_C = 30.0
 # Columns per channel (powers of two). The body gets the most room: it has by
 # far the most distinct tokens, and collisions there cost the most.
 CHANNEL_SIZES = {"subject": 2**16, "body": 2**19, "meta": 2**14, "sender": 2**16, "urls": 2**16}

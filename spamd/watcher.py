@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from spamd import learning, policy
 from spamd.config import Account, Mode
 from spamd.errors import AuthError, MailboxError, TransientMailboxError
+from spamd.features import extract
 from spamd.imap import Fetched, FolderStatus, IdleEvents
 from spamd.learning import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Correction
 from spamd.message import parse
@@ -116,13 +117,14 @@ def read(raw: bytes, scorer: Scorer, max_bytes: int) -> Reading:
     digest = hashlib.sha256(raw).hexdigest()[:32]
     try:
         parsed = parse(raw, max_bytes)
+        features = extract(parsed, {*scorer.channels, *learning.FINGERPRINT_CHANNELS})
         return Reading(
             digest,
-            scorer.score_parsed(parsed),
+            scorer.score_extracted(features),
             parsed.sender.address,
             parsed.message_id[:500],
             parsed.subject[:300],
-            learning.fingerprint(parsed),
+            learning.fingerprint(features),
         )
     except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
         return Reading(digest, error=type(exc).__name__)

@@ -47,10 +47,10 @@ def test_tokens_fold_digits_and_case_and_keep_symbols() -> None:
     assert tokenize("WIN $5000 now!") == ["win", "$", "0000", "now", "!"]
 
 
-def test_cjk_text_becomes_character_tokens() -> None:
-    assert tokenize("ご請求額") == ["ご", "請", "求", "額"]
-    f = features_of(message("ご請求額のお知らせ", "本文"))
-    assert "請 求" in f.subject  # character bigrams from word pairs
+def test_cjk_text_becomes_character_pairs() -> None:
+    assert tokenize("ご請求額 ok 本") == ["ご請", "請求", "求額", "ok", "本"]
+    f = features_of(message("ご請求額のお知らせ", "本文です"))
+    assert "請求" in f.subject and "本文" in f.body
 
 
 def test_channels_not_asked_for_stay_empty() -> None:

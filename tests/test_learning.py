@@ -15,6 +15,7 @@ import yaml
 
 from spamd import learning, policy, retrain
 from spamd import model as model_lib
+from spamd.features import extract
 from spamd.learning import Correction, Fingerprints, fingerprint
 from spamd.message import parse
 from spamd.service import state_path
@@ -48,19 +49,23 @@ def offer(name: str, number: str, ref: str, message_id: str = "<a@x>") -> bytes:
     ).encode()
 
 
+def fingerprint_of(raw: bytes) -> int | None:
+    return fingerprint(extract(parse(raw)))
+
+
 def test_near_identical_copies_share_a_fingerprint_and_others_do_not() -> None:
-    first = fingerprint(parse(offer("Alice", "12345", "a8f3bc91d2")))
-    copy = fingerprint(parse(offer("Bob", "99812", "77ee01aa4f", "<b@x>")))
-    other = fingerprint(parse((SPAM[1]).read_bytes()))
+    first = fingerprint_of(offer("Alice", "12345", "a8f3bc91d2"))
+    copy = fingerprint_of(offer("Bob", "99812", "77ee01aa4f", "<b@x>"))
+    other = fingerprint_of(SPAM[1].read_bytes())
     assert first is not None and copy is not None and other is not None
     memory = Fingerprints([(first, "spam")])
     assert memory.match(copy) == "spam"
     assert memory.match(other) is None
-    assert fingerprint(parse(b"Subject: thanks\r\n\r\nthanks, see you soon")) is None
+    assert fingerprint_of(b"Subject: thanks\r\n\r\nthanks, see you soon") is None
 
 
 def test_a_rescue_outweighs_a_junking_of_the_same_message() -> None:
-    fp = fingerprint(parse(offer("Alice", "1", "r")))
+    fp = fingerprint_of(offer("Alice", "1", "r"))
     assert fp is not None
     memory = Fingerprints([(fp, "spam"), (fp ^ 1, "ham")])
     assert memory.match(fp ^ 2) == "ham"
@@ -110,7 +115,7 @@ def correction(raw: bytes, label: learning.Label, how: str = "rescued") -> Corre
         folder="INBOX",
         message_id=parsed.message_id,
         content_hash=str(hash(raw)),
-        fingerprint=fingerprint(parsed),
+        fingerprint=fingerprint_of(raw),
         sender=parsed.sender.address,
         subject=parsed.subject,
         raw=raw,
