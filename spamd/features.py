@@ -26,8 +26,9 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+import zlib
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from spamd.message import ParsedMessage
 
@@ -53,10 +54,22 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 # A token is a run of word characters or one of a few symbols that carry meaning
 # in spam. CJK scripts have no spaces: a run of ideographs/kana becomes its
 # overlapping character pairs. ASCII text takes the fast path.
-_WORD = re.compile(r"\w+|[$!%]")
 _WORD_OR_CJK = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+|[$€£!%]")
+_CJK_CHAR = re.compile(rf"[{_CJK}]")
 _CJK_RUN = re.compile(rf"[{_CJK}]{{2,}}")
 _DIGITS = re.compile(r"\d")
+# The ASCII fast path, one `str.translate` and a split: letters lower-cased,
+# digits to 0, `_` kept, the symbols set apart, all else a space. The same
+# tokens as `_WORD_OR_CJK` on ASCII text, at twice its speed.
+
+
+def _ascii_token_char(ch: str) -> str:
+    if ch.isalnum() or ch == "_":
+        return "0" if ch.isdigit() else ch.lower()
+    return f" {ch} " if ch in "$!%" else " "
+
+
+_ASCII_TOKENS = str.maketrans({c: _ascii_token_char(chr(c)) for c in range(128)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +79,28 @@ class Features:
     meta: tuple[str, ...]
     sender: tuple[str, ...]
     urls: tuple[str, ...]
+    _hashes: dict[str, dict[str, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def channel(self, name: str) -> tuple[str, ...]:
         value: tuple[str, ...] = getattr(self, name)
         return value
+
+    def token_hashes(self, name: str) -> dict[str, int]:
+        """`token_hash` of each distinct token of a channel, computed once: scoring
+        hashes tokens into columns, `learning.fingerprint` into a SimHash. (Kept
+        with the features: training, which holds thousands, uses `scorer.columns`.)"""
+        hashes = self._hashes.get(name)
+        if hashes is None:
+            hashes = {t: token_hash(t) for t in self.channel(name)}
+            self._hashes[name] = hashes
+        return hashes
+
+
+def token_hash(token: str) -> int:
+    """CRC-32 of a token: stable across processes and Python versions, unlike `hash()`."""
+    return zlib.crc32(token.encode("utf-8", "surrogatepass"))
 
 
 def extract(message: ParsedMessage, channels: Collection[str] = CHANNELS) -> Features:
@@ -91,8 +122,10 @@ def extract(message: ParsedMessage, channels: Collection[str] = CHANNELS) -> Fea
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens; digits folded to 0 so 2019 and 2024 look alike."""
     if text.isascii():
-        return _WORD.findall(_DIGITS.sub("0", text.lower()))
+        return text.translate(_ASCII_TOKENS).split()
     text = _DIGITS.sub("0", unicodedata.normalize("NFKC", text).lower())
+    if not _CJK_CHAR.search(text):
+        return _WORD_OR_CJK.findall(text)
     tokens: list[str] = []
     for token in _WORD_OR_CJK.findall(text):
         if _CJK_RUN.match(token):

@@ -20,8 +20,6 @@ again (`SENDER_JUNKED_AFTER`).
 
 from __future__ import annotations
 
-import itertools
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -75,17 +73,14 @@ def fingerprint(features: Features) -> int | None:
     left out, so copies of one campaign with different tracking data agree.
     """
     words = {
-        w
-        for w in itertools.chain(features.subject, features.body)
+        w: h
+        for name in FINGERPRINT_CHANNELS
+        for w, h in features.token_hashes(name).items()
         if "0" not in w and " " not in w and len(w) <= 30  # digits were folded to 0
     }
     if len(words) < MIN_FINGERPRINT_WORDS:
         return None
-    crc = np.fromiter(
-        (zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in words),
-        dtype=np.uint64,
-        count=len(words),
-    )
+    crc = np.fromiter(words.values(), dtype=np.uint64, count=len(words))
     hashes = _spread(crc)
     bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
     majority = bits.sum(axis=0, dtype=np.int64) * 2 > len(words)

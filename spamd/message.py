@@ -78,13 +78,21 @@ class ParsedMessage:
     reply_to: Address = field(default_factory=Address)
     text: str = ""
     has_html: bool = False
-    links: tuple[str, ...] = ()
+    html: tuple[str, ...] = ()  # the markup of the HTML parts, for `links`
     attachments: tuple[Attachment, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     message_id: str = ""
     list_id: str = ""
     truncated: bool = False
     defects: int = 0
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        """Link targets in the HTML, then URLs written in the text (found on demand:
+        only the ``urls`` and ``meta`` channels need them)."""
+        found = [link for markup in self.html for link in _HREF.findall(markup)]
+        found += _URL_IN_TEXT.findall(self.text)
+        return tuple(dict.fromkeys(found))[:MAX_LINKS]
 
     @property
     def link_domains(self) -> tuple[str, ...]:
@@ -104,7 +112,7 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMessage:
     top = _Part.from_bytes(data)
 
     texts: list[str] = []
-    html_links: list[str] = []
+    markups: list[str] = []
     attachments: list[Attachment] = []
     has_html = False
     defects = 0
@@ -116,14 +124,13 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMessage:
             attachments.append(Attachment(filename, ctype))
         elif ctype == "text/html":
             has_html = True
-            text, links = html_to_text(part.text())
-            texts.append(text)
-            html_links.extend(links)
+            markup = part.text()
+            markups.append(markup)
+            texts.append(html_to_text(markup))
         else:
             texts.append(part.text())
 
     text = "\n".join(t for t in texts if t)[:MAX_TEXT_CHARS].replace("\x00", "")
-    all_links = [*html_links, *_URL_IN_TEXT.findall(text)]
     fields = top.fields
     return ParsedMessage(
         subject=_VERDICT_SUBJECT_TAG.sub("", header_text(fields.get("subject"))),
@@ -131,7 +138,7 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMessage:
         reply_to=_address(fields.get("reply-to")),
         text=text,
         has_html=has_html,
-        links=tuple(dict.fromkeys(all_links))[:MAX_LINKS],
+        html=tuple(markups),
         attachments=tuple(attachments),
         headers=tuple(
             (name, header_text(fields[name])) for name in LEARNABLE_HEADERS if name in fields
@@ -144,7 +151,7 @@ def _parse(raw: bytes, max_bytes: int) -> ParsedMessage:
 
 
 # The header fields anything here reads; the others (most of a header: Received,
-# DKIM, ...) are not even decoded.
+# DKIM, ...) are skipped by the regular expression that finds fields.
 _USED_FIELDS = frozenset(
     (
         "content-type",
@@ -159,7 +166,10 @@ _USED_FIELDS = frozenset(
     )
 )
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-_FIELD = re.compile(rb"^([!-9;-~]{1,200})[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.M)
+_FIELD = re.compile(
+    rb"^(%b)[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)" % b"|".join(f.encode() for f in _USED_FIELDS),
+    re.M | re.I,
+)
 _FOLD = re.compile(r"\r?\n[ \t]+")
 _PARAM = re.compile(
     r"""(?:^|;)\s*([!#-'*+.0-9A-Z^-~-]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;\s]*)""", re.I
@@ -195,7 +205,7 @@ class _Part:
         fields: dict[str, str] = {}
         for match in _FIELD.finditer(head):
             name = match.group(1).decode("ascii").lower()
-            if name in _USED_FIELDS and name not in fields:
+            if name not in fields:
                 value = match.group(2).decode("ascii", "surrogateescape")
                 fields[name] = _FOLD.sub(" ", value).strip()
         return cls(fields, body, default_type)
@@ -371,15 +381,14 @@ _ADDR_SPEC = r'[^\s"<>,;:()\\@\[\]]+@[^\s"<>,;:()\\@\[\]]+'
 _SIMPLE_ADDRESS = re.compile(rf'([^"<>,;:()\\@\[\]]*?)\s*<({_ADDR_SPEC})>|({_ADDR_SPEC})')
 
 
-def html_to_text(markup: str) -> tuple[str, list[str]]:
-    """Reduce HTML to its visible text and its link targets, in linear time."""
-    links = _HREF.findall(markup)
+def html_to_text(markup: str) -> str:
+    """Reduce HTML to its visible text, in linear time."""
     markup = _drop_invisible(markup)
     markup = _BLOCK_TAG.sub("\n", markup)
     markup = _TAG.sub(" ", markup)
     text = html.unescape(markup)
     text = _SPACES.sub(" ", text)
-    return _BLANK_LINES.sub("\n", text).strip(), links
+    return _BLANK_LINES.sub("\n", text).strip()
 
 
 def _drop_invisible(markup: str) -> str:

@@ -13,7 +13,7 @@ pipeline. Loading them needs neither scikit-learn (about 110 MB of a process's
 memory) nor unpickling (which runs code): the daemon and `spamd classify` use
 this module, and a model file can only be data to them.
 
-Tokens are hashed with CRC-32 (stable across processes and Python versions,
+Tokens are hashed with CRC-32 (`features.token_hash`: stable across processes,
 unlike `hash()`); training hashes with the same `column` function.
 """
 
@@ -24,16 +24,15 @@ import hashlib
 import io
 import json
 import stat
-import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from spamd.errors import ModelError
-from spamd.features import FEATURE_VERSION, Features, extract
+from spamd.features import FEATURE_VERSION, Features, extract, token_hash
 from spamd.message import DEFAULT_MAX_BYTES, parse
 
 MODEL_FORMAT = "spamd-model/2"
@@ -43,21 +42,38 @@ RETRAIN_HINT = "retrain it with `spamd train --corpus DIR --out PATH`"
 
 def column(token: str, size: int) -> int:
     """The hashed column of a token in a channel block of `size` (a power of two)."""
-    return zlib.crc32(token.encode("utf-8", "surrogatepass")) & (size - 1)
+    return token_hash(token) & (size - 1)
 
 
 def columns(tokens: Sequence[str], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct columns of a token sequence and how often each occurs."""
-    # `column`, inlined and run once per distinct token: this is the hot path of scoring.
-    mask = size - 1
+    """Distinct columns of a token sequence and how often each occurs (for training)."""
     counts = Counter(tokens)
+    return _columns([(counts, {t: token_hash(t) for t in counts}, size, 0)])
+
+
+Block = tuple[Mapping[str, int], Mapping[str, int], int, int]  # counts, hashes, size, offset
+
+
+def _block(features: Features, name: str, size: int, offset: int = 0) -> Block:
+    return Counter(features.channel(name)), features.token_hashes(name), size, offset
+
+
+def _columns(blocks: Sequence[Block]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct columns of some channels' tokens (offsets added) and their counts."""
+    n = sum(len(counts) for counts, _, _, _ in blocks)
     hashed = np.fromiter(
-        (zlib.crc32(t.encode("utf-8", "surrogatepass")) & mask for t in counts),
+        (
+            (hashes[t] & (size - 1)) + offset
+            for counts, hashes, size, offset in blocks
+            for t in counts
+        ),
         dtype=np.int64,
-        count=len(counts),
+        count=n,
+    )
+    weights = np.fromiter(
+        (c for counts, _, _, _ in blocks for c in counts.values()), dtype=np.float64, count=n
     )
     cols, where = np.unique(hashed, return_inverse=True)
-    weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
     return cols, np.bincount(where, weights=weights, minlength=cols.size)
 
 
@@ -136,6 +152,11 @@ class Scorer:
         self.channel_weights = tuple(channels)
         self.intercept = float(intercept)
         self.metadata = metadata
+        # All channels side by side, as in training: one pass scores a message.
+        sizes = [c.size for c in channels]
+        self._starts = np.cumsum([0, *sizes[:-1]], dtype=np.int64)
+        self._idf = np.concatenate([c.idf for c in channels]) if channels else np.zeros(0)
+        self._coef = np.concatenate([c.coef for c in channels]) if channels else np.zeros(0)
 
     @property
     def threshold(self) -> float:
@@ -162,11 +183,18 @@ class Scorer:
         return np.array([self.score_extracted(f) for f in features], dtype=float)
 
     def score_extracted(self, features: Features) -> float:
-        logit = self.intercept
-        for channel in self.channel_weights:
-            _, contributions = _contributions(channel, features.channel(channel.name))
-            logit += float(contributions.sum())
-        return _sigmoid(logit)
+        blocks = [
+            _block(features, c.name, c.size, int(start))
+            for c, start in zip(self.channel_weights, self._starts, strict=True)
+        ]
+        cols, counts = _columns(blocks)
+        x = (1.0 + np.log(counts)) * self._idf[cols]
+        channel = np.searchsorted(self._starts, cols, side="right") - 1
+        n = len(self.channel_weights)
+        norms = np.sqrt(np.bincount(channel, weights=x * x, minlength=n))
+        dots = np.bincount(channel, weights=x * self._coef[cols], minlength=n)
+        used = norms > 0
+        return _sigmoid(self.intercept + float((dots[used] / norms[used]).sum()))
 
     def is_spam(self, score: float) -> bool:
         return score >= self.threshold
@@ -176,10 +204,9 @@ class Scorer:
         features = self.features(raw)
         terms: list[Term] = []
         for channel in self.channel_weights:
-            tokens = features.channel(channel.name)
-            cols, contributions = _contributions(channel, tokens)
+            cols, contributions = _contributions(channel, features)
             names: dict[int, list[str]] = {}
-            for token in dict.fromkeys(tokens):
+            for token in dict.fromkeys(features.channel(channel.name)):
                 names.setdefault(column(token, channel.size), []).append(token)
             for col, weight in zip(cols, contributions, strict=True):
                 label = " | ".join(f"{channel.name}:{t}" for t in names[int(col)])
@@ -194,9 +221,9 @@ class Scorer:
         )
 
 
-def _contributions(channel: Channel, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def _contributions(channel: Channel, features: Features) -> tuple[np.ndarray, np.ndarray]:
     """A channel's distinct columns and each one's share of the logit (sublinear TF-IDF, l2)."""
-    cols, counts = columns(tokens, channel.size)
+    cols, counts = _columns([_block(features, channel.name, channel.size)])
     x = (1.0 + np.log(counts)) * channel.idf[cols]
     norm = float(np.sqrt(x @ x))
     return cols, x * channel.coef[cols] / norm if norm > 0 else np.zeros(cols.size)
