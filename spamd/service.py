@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
-from itertools import repeat
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -35,7 +34,15 @@ from spamd.scorer import Scorer
 from spamd.state import State
 from spamd.telemetry import Telemetry
 from spamd.versions import ModelStore
-from spamd.watcher import FolderWatcher, JunkWatcher, Mailbox, Memory, Reading, read, read_all
+from spamd.watcher import (
+    FolderWatcher,
+    JunkWatcher,
+    Mailbox,
+    Memory,
+    Reading,
+    Readings,
+    read_all,
+)
 from spamd.web import WebServer
 
 RETRAIN_TIMEOUT = 900.0
@@ -392,9 +399,13 @@ class PoolReader:
             initargs=(model_path,),
         )
 
-    def __call__(self, scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> list[Reading]:
+    def __call__(self, scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> Readings:
         chunk = max(1, len(raws) // (4 * self._workers))
-        return list(self._pool.map(_read_in_worker, raws, repeat(max_bytes), chunksize=chunk))
+        futures = [
+            self._pool.submit(_read_in_worker, raws[i : i + chunk], max_bytes)
+            for i in range(0, len(raws), chunk)
+        ]
+        return lambda: [reading for future in futures for reading in future.result()]
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -408,8 +419,8 @@ def _load_worker_model(path: Path) -> None:
     _worker_scorer = scorer_lib.load(path)
 
 
-def _read_in_worker(raw: bytes, max_bytes: int) -> Reading:
-    return read(raw, _worker_scorer, max_bytes)
+def _read_in_worker(raws: Sequence[bytes], max_bytes: int) -> list[Reading]:
+    return read_all(_worker_scorer, raws, max_bytes)()
 
 
 def scan(

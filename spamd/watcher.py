@@ -221,11 +221,25 @@ def correction(
     )
 
 
-def read_all(scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> list[Reading]:
-    return [read(raw, scorer, max_bytes) for raw in raws]
+Readings = Callable[[], list[Reading]]  # a batch's readings, waited for when called
+Reader = Callable[[Scorer, Sequence[bytes], int], Readings]  # starts reading a batch
 
 
-Reader = Callable[[Scorer, Sequence[bytes], int], list[Reading]]
+def read_all(scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> Readings:
+    """Reads a batch here and now (a `Reader`; `service.PoolReader` reads in other processes)."""
+    readings = [read(raw, scorer, max_bytes) for raw in raws]
+    return lambda: readings
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A batch fetched and being read, waiting to be decided and acted on."""
+
+    fetched: list[Fetched]
+    readings: Readings
+    scorer: Scorer
+    mark: FolderMark | None
+    started: float  # perf_counter() before the FETCH
 
 
 class FolderWatcher:
@@ -360,7 +374,7 @@ class FolderWatcher:
 
     def _fetch_read(self, mailbox: Mailbox, uids: Sequence[int]) -> list[tuple[Fetched, Reading]]:
         fetched = mailbox.fetch(uids, self.account.fetch_bytes)
-        readings = self._read(self._model(), [m.raw for m in fetched], self.account.fetch_bytes)
+        readings = self._read(self._model(), [m.raw for m in fetched], self.account.fetch_bytes)()
         return list(zip(fetched, readings, strict=True))
 
     def _learn(
@@ -400,21 +414,25 @@ class FolderWatcher:
 
         `advance` moves the folder's mark past them (the daemon's new mail);
         a backlog scan leaves the mark alone. UIDs decided before are skipped.
+        Batches overlap: the next one is fetched and being read (by a
+        `PoolReader`'s processes) while this one is decided and acted on.
         """
+        ahead: tuple[_Batch, int] | None = None
         for start in range(0, len(uids), BATCH):
             if self._stop.is_set():
                 break
             batch = list(uids[start : start + BATCH])
             decided = self._state.decided_uids(self.account.name, self.folder, uidvalidity, batch)
             todo = [u for u in batch if u not in decided and u not in (skip or ())]
-            self._handle(
-                mailbox,
-                junk,
-                uidvalidity,
-                todo,
-                FolderMark(uidvalidity, batch[-1]) if advance else None,
-            )
-            progress(len(batch))
+            mark = FolderMark(uidvalidity, batch[-1]) if advance else None
+            started = self._start(mailbox, todo, mark)
+            if ahead is not None:
+                self._finish(mailbox, junk, uidvalidity, ahead[0])
+                progress(ahead[1])
+            ahead = started, len(batch)
+        if ahead is not None:
+            self._finish(mailbox, junk, uidvalidity, ahead[0])
+            progress(ahead[1])
 
     def _uidvalidity_changed(
         self, mailbox: Mailbox, mark: FolderMark, status: FolderStatus
@@ -426,21 +444,16 @@ class FolderWatcher:
         ids = mailbox.fetch_message_ids(mailbox.uids_after(0))
         return {uid for uid, mid in ids.items() if mid and mid in decided}
 
-    def _handle(
-        self,
-        mailbox: Mailbox,
-        junk: str,
-        uidvalidity: int,
-        uids: list[int],
-        mark: FolderMark | None,
-    ) -> None:
+    def _start(self, mailbox: Mailbox, uids: list[int], mark: FolderMark | None) -> _Batch:
         started = time.perf_counter()
         fetched = mailbox.fetch(uids, self.account.fetch_bytes) if uids else []
-        fetch_ms = (time.perf_counter() - started) * 1000 / max(1, len(fetched))
         scorer = self._model()
-        t0 = time.perf_counter()
         readings = self._read(scorer, [m.raw for m in fetched], self.account.fetch_bytes)
-        read_ms = (time.perf_counter() - t0) * 1000 / max(1, len(fetched))
+        return _Batch(fetched, readings, scorer, mark, started)
+
+    def _finish(self, mailbox: Mailbox, junk: str, uidvalidity: int, batch: _Batch) -> None:
+        fetched, scorer = batch.fetched, batch.scorer
+        readings = batch.readings()
         # A message that was in Junk and now arrives here was rescued by the user.
         back = self._state.junked(self.account.name, [r.content_hash for r in readings])
         decisions = []
@@ -449,12 +462,12 @@ class FolderWatcher:
             if rescued:
                 self._learn("ham", "rescued", uidvalidity, message, reading)
             decisions.append(self._decide(message, reading, scorer, uidvalidity, rescued=rescued))
-        self._state.record(decisions, self.account.name, self.folder, mark)
-        t0 = time.perf_counter()
+        self._state.record(decisions, self.account.name, self.folder, batch.mark)
         outcome = self._apply(mailbox, junk, [d for d in decisions if d.status == "pending"])
         if self.account.set_keywords:
             self._keyword(mailbox, [d for d in decisions if d.action == "keep"], NOT_JUNK_KEYWORD)
-        apply_ms = (time.perf_counter() - t0) * 1000 / max(1, len(decisions))
+        # From FETCH to acted on, per message (batches overlap: an upper bound).
+        ms = (time.perf_counter() - batch.started) * 1000 / max(1, len(decisions))
         for d in decisions:
             action = outcome.get(d.uid, d.action)
             self.health.handled += 1
@@ -466,7 +479,7 @@ class FolderWatcher:
                 action=action,
                 reason=d.reason,
                 model=d.model_version,
-                ms=round(fetch_ms + read_ms + apply_ms, 1),
+                ms=round(ms, 1),
             )
 
     def _decide(
