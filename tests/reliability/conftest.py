@@ -118,9 +118,11 @@ def assert_each_once_and_spam_in_junk(box: Box, messages: dict[int, tuple[bytes,
 
 
 def all_decided(state_file: Path, account: str, messages: dict[int, tuple[bytes, bool]]) -> bool:
-    """Whether spamd has recorded a decision on every one of these messages."""
-    decided = {d.message_id for d in _decisions(state_file, account)}
-    return decided >= {_message_id(raw) for raw, _ in messages.values()}
+    """Whether spamd has decided every one of these messages and finished acting on it."""
+    decisions = _decisions(state_file, account)
+    decided = {d.message_id for d in decisions}
+    settled = all(d.status in ("done", "gone") for d in decisions)
+    return settled and decided >= {_message_id(raw) for raw, _ in messages.values()}
 
 
 def assert_decided_once(
