@@ -8,6 +8,8 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -84,11 +86,69 @@ def wait_for(proc: subprocess.Popen[bytes], event: str, count: int = 1) -> None:
     raise SystemExit(f"spamd exited before {count} {event!r} events")
 
 
+def drain(proc: subprocess.Popen[bytes]) -> threading.Thread:
+    """Read and drop the rest of spamd's output in the background: a full pipe blocks it."""
+    assert proc.stdout is not None
+    thread = threading.Thread(target=proc.stdout.read, daemon=True)
+    thread.start()
+    return thread
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+class CpuMeter:
+    """CPU seconds used by a process tree and by Dovecot's imap processes, sampled
+    from /proc while the tree runs (its workers are never reaped into its rusage).
+    On a machine whose host steals CPU time, CPU seconds are steadier than wall time."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[str, float]] = {}  # pid -> (group, cpu seconds)
+
+    def follow(self, proc: subprocess.Popen[bytes], every: float = 0.1) -> None:
+        while proc.poll() is None:
+            self.sample(proc.pid)
+            time.sleep(every)
+
+    def sample(self, root: int) -> None:
+        tree = {root}
+        for pid in list(tree):
+            tree |= self._descendants(pid)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                comm = (entry / "comm").read_text().strip()
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            group = "spamd main" if pid == root else "spamd workers" if pid in tree else comm
+            if group.startswith("spamd") or comm == "imap":
+                self.seen[pid] = (group, (int(fields[11]) + int(fields[12])) / self.TICK)
+
+    def _descendants(self, pid: int) -> set[int]:
+        found: set[int] = set()
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                children = {int(c) for c in task.read_text().split()}
+            except OSError:
+                continue
+            for child in children:
+                found |= {child, *self._descendants(child)}
+        return found
+
+    def totals(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for group, seconds in self.seen.values():
+            out[group] = out.get(group, 0.0) + seconds
+        return out
 
 
 def percentile(values: Sequence[float], q: float) -> float:

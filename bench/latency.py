@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import imapclient
-from _daemon import CORPORA, account, percentile, spamd, spread, wait_for, write_config
+from _daemon import CORPORA, account, drain, percentile, spamd, spread, wait_for, write_config
 
 from spamd import sandbox
 
@@ -30,6 +30,7 @@ def main() -> None:
         proc = spamd("run", "--config", str(config))
         try:
             wait_for(proc, "first_sync")
+            drain(proc)
             client = imapclient.IMAPClient("127.0.0.1", server.imap_port, ssl=False)
             client.login("u", "p")
             latencies: list[float] = []

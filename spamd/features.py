@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from spamd.message import ParsedMessage
 
-FEATURE_VERSION = 3  # 2: tokens hashed with CRC-32 (scorer.column); 3: body without pairs
+FEATURE_VERSION = 3  # 2: tokens hashed with CRC-32; 3: body words without pairs, CJK pairs
 MAX_BODY_CHARS = 20_000  # enough to decide; keeps scoring time flat for long mail
 CHANNELS = ("subject", "body", "meta", "sender", "urls")
 DEFAULT_CHANNELS = ("subject", "body", "sender")  # the shipped model's; see bench/ablation.py
@@ -58,9 +58,6 @@ _WORD_OR_CJK = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+|[$€£!%]")
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
 _CJK_RUN = re.compile(rf"[{_CJK}]{{2,}}")
 _DIGITS = re.compile(r"\d")
-# The ASCII fast path, one `str.translate` and a split: letters lower-cased,
-# digits to 0, `_` kept, the symbols set apart, all else a space. The same
-# tokens as `_WORD_OR_CJK` on ASCII text, at twice its speed.
 
 
 def _ascii_token_char(ch: str) -> str:
@@ -69,6 +66,9 @@ def _ascii_token_char(ch: str) -> str:
     return f" {ch} " if ch in "$!%" else " "
 
 
+# The ASCII fast path, one `str.translate` and a split: letters lower-cased,
+# digits to 0, `_` kept, the symbols set apart, all else a space. The same
+# tokens as `_WORD_OR_CJK` on ASCII text, at twice its speed.
 _ASCII_TOKENS = str.maketrans({c: _ascii_token_char(chr(c)) for c in range(128)})
 
 

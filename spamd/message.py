@@ -167,7 +167,8 @@ _USED_FIELDS = frozenset(
 )
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _FIELD = re.compile(
-    rb"^(%b)[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)" % b"|".join(f.encode() for f in _USED_FIELDS),
+    rb"^(%b)[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)"
+    % b"|".join(f.encode() for f in sorted(_USED_FIELDS)),
     re.M | re.I,
 )
 _FOLD = re.compile(r"\r?\n[ \t]+")

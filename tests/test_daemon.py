@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spamd import sandbox
+from spamd import sandbox, watcher
 from spamd.config import Config
 from spamd.errors import TransientMailboxError
 from spamd.imap import Connection
@@ -196,7 +196,10 @@ def scan_inbox(config: Config, progress: Callable[[int], None], workers: int = 1
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_scan_classifies_a_backlog(mailbox: Box, tmp_path: Path, workers: int) -> None:
+def test_scan_classifies_a_backlog(
+    mailbox: Box, tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watcher, "BATCH", 5)  # several batches, each read while one is moved
     deliver(mailbox, HAM + SPAM)
     config = spamd_config(tmp_path, mailbox.settings())
     seen: list[int] = []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from spamd.features import extract, tokenize
 from spamd.message import parse
 from tests.conftest import message
@@ -56,3 +59,9 @@ def test_cjk_text_becomes_character_pairs() -> None:
 def test_channels_not_asked_for_stay_empty() -> None:
     f = extract(parse(message("subject words", "body words")), ("subject",))
     assert f.subject and not f.body and not f.meta
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=200))
+def test_the_ascii_fast_path_tokenizes_as_the_general_one(text: str) -> None:
+    # A trailing non-ASCII word sends the same text down the general (regex) path.
+    assert tokenize(text) == tokenize(text + " é")[:-1]
