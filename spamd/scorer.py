@@ -149,14 +149,18 @@ class Scorer:
     """A trained model's weights and metadata: raw messages in, spam probabilities out."""
 
     def __init__(self, channels: Sequence[Channel], intercept: float, metadata: Metadata) -> None:
-        self.channel_weights = tuple(channels)
         self.intercept = float(intercept)
         self.metadata = metadata
-        # All channels side by side, as in training: one pass scores a message.
+        # All channels side by side, as in training: one pass scores a message. Each
+        # channel's weights are views into these arrays, so they are held once.
         sizes = [c.size for c in channels]
         self._starts = np.cumsum([0, *sizes[:-1]], dtype=np.int64)
         self._idf = np.concatenate([c.idf for c in channels]) if channels else np.zeros(0)
         self._coef = np.concatenate([c.coef for c in channels]) if channels else np.zeros(0)
+        self.channel_weights = tuple(
+            Channel(c.name, self._idf[s : s + c.size], self._coef[s : s + c.size])
+            for c, s in zip(channels, self._starts, strict=True)
+        )
 
     @property
     def threshold(self) -> float:
