@@ -186,8 +186,8 @@ class Service:
         )
 
     def housekeeping(self) -> None:
-        """Pick up a replaced model file, retry unfinished moves, keep the WAL small."""
-        self.model.check()
+        """Retry unfinished moves, keep the WAL small. (A replaced model file is
+        picked up by the `model_check` job.)"""
         for watcher in self._all_watchers():
             watcher.wake.set()
         self.state.checkpoint()
@@ -340,9 +340,7 @@ def run(
             if request == "stop":
                 log.info("stopping", reason="signal")
                 systemd.notify("STOPPING=1")
-                if web:
-                    web.stop()
-                service.stop()
+                _stop(service, web)
                 return 0
             try:
                 fresh = config_lib.load(config.source, default_model)
@@ -351,9 +349,7 @@ def run(
                 continue
             log.info("reloading", source=str(config.source))
             systemd.notify("RELOADING=1")
-            if web:
-                web.stop()
-            service.stop()
+            _stop(service, web)
             config = fresh
             service, web = _start(fresh, telemetry, log)
             ready = False
@@ -381,6 +377,12 @@ def _start(config: Config, telemetry: Telemetry, log: Any) -> tuple[Service, Web
         web.start()
     service.start()
     return service, web
+
+
+def _stop(service: Service, web: WebServer | None) -> None:
+    if web:
+        web.stop()
+    service.stop()
 
 
 class PoolReader:
