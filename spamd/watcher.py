@@ -239,6 +239,7 @@ class _Batch:
     readings: Readings
     scorer: Scorer
     mark: FolderMark | None
+    size: int  # UIDs the batch covers, decided before or not (for progress)
     started: float  # perf_counter() before the FETCH
 
 
@@ -417,7 +418,7 @@ class FolderWatcher:
         Batches overlap: the next one is fetched and being read (by a
         `PoolReader`'s processes) while this one is decided and acted on.
         """
-        ahead: tuple[_Batch, int] | None = None
+        ahead: _Batch | None = None
         for start in range(0, len(uids), BATCH):
             if self._stop.is_set():
                 break
@@ -425,14 +426,14 @@ class FolderWatcher:
             decided = self._state.decided_uids(self.account.name, self.folder, uidvalidity, batch)
             todo = [u for u in batch if u not in decided and u not in (skip or ())]
             mark = FolderMark(uidvalidity, batch[-1]) if advance else None
-            started = self._start(mailbox, todo, mark)
+            started = self._start(mailbox, todo, mark, len(batch))
             if ahead is not None:
-                self._finish(mailbox, junk, uidvalidity, ahead[0])
-                progress(ahead[1])
-            ahead = started, len(batch)
+                self._finish(mailbox, junk, uidvalidity, ahead)
+                progress(ahead.size)
+            ahead = started
         if ahead is not None:
-            self._finish(mailbox, junk, uidvalidity, ahead[0])
-            progress(ahead[1])
+            self._finish(mailbox, junk, uidvalidity, ahead)
+            progress(ahead.size)
 
     def _uidvalidity_changed(
         self, mailbox: Mailbox, mark: FolderMark, status: FolderStatus
@@ -444,12 +445,14 @@ class FolderWatcher:
         ids = mailbox.fetch_message_ids(mailbox.uids_after(0))
         return {uid for uid, mid in ids.items() if mid and mid in decided}
 
-    def _start(self, mailbox: Mailbox, uids: list[int], mark: FolderMark | None) -> _Batch:
+    def _start(
+        self, mailbox: Mailbox, uids: list[int], mark: FolderMark | None, size: int
+    ) -> _Batch:
         started = time.perf_counter()
         fetched = mailbox.fetch(uids, self.account.fetch_bytes) if uids else []
         scorer = self._model()
         readings = self._read(scorer, [m.raw for m in fetched], self.account.fetch_bytes)
-        return _Batch(fetched, readings, scorer, mark, started)
+        return _Batch(fetched, readings, scorer, mark, size, started)
 
     def _finish(self, mailbox: Mailbox, junk: str, uidvalidity: int, batch: _Batch) -> None:
         fetched, scorer = batch.fetched, batch.scorer
