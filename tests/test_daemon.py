@@ -345,3 +345,25 @@ def test_tls_is_verified_and_trusts_only_the_configured_ca(
     untrusted = spamd_config(tmp_path, mailbox.settings(tls=tls, port=port)).accounts[0]
     with pytest.raises(TransientMailboxError, match=r"certificate not trusted.*ca_file"):
         Connection.open(untrusted)
+
+
+def test_the_imap_library_never_traces_bodies_or_passwords(
+    mailbox: Box, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # imapclient routes imaplib's protocol trace to the "imapclient.imaplib" logger;
+    # with that logger enabled, the trace would carry the LOGIN line and every body.
+    marker = "zebra-violin-4417"
+    mailbox.append(message("A private letter", f"The secret word is {marker}."))
+    account = spamd_config(tmp_path, mailbox.settings()).accounts[0]
+    with caplog.at_level("DEBUG", logger="imapclient"):
+        connection = Connection.open(account)
+        try:
+            connection.select("INBOX")
+            (fetched,) = connection.fetch(connection.uids_after(0), 4096)
+        finally:
+            connection.logout()
+    assert marker.encode() in fetched.raw
+    assert caplog.records, "the imapclient loggers were not captured at all"
+    traced = "\n".join(r.getMessage() for r in caplog.records)
+    assert marker not in traced
+    assert mailbox.password not in traced
