@@ -27,8 +27,11 @@ import itertools
 import re
 import unicodedata
 import zlib
-from collections.abc import Collection
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from spamd.message import ParsedMessage
 
@@ -73,13 +76,38 @@ _ASCII_TOKENS = str.maketrans({c: _ascii_token_char(chr(c)) for c in range(128)}
 
 
 @dataclass(frozen=True, slots=True)
+class Counted:
+    """A channel's distinct tokens (in first-seen order), how often each occurs,
+    and the `token_hash` of each: what scoring and fingerprints work from."""
+
+    tokens: list[str]
+    counts: np.ndarray  # float64
+    hashes: np.ndarray  # int64
+
+
+def count(tokens: Sequence[str]) -> Counted:
+    counts = Counter(tokens)
+    distinct = list(counts)
+    n = len(distinct)
+    return Counted(distinct, np.fromiter(counts.values(), np.float64, n), _crc32(distinct))
+
+
+def _crc32(tokens: list[str]) -> np.ndarray:
+    try:
+        encoded = list(map(str.encode, tokens))  # twice as fast as one call per token
+    except UnicodeEncodeError:  # a lone surrogate, from a lying charset
+        encoded = [t.encode("utf-8", "surrogatepass") for t in tokens]
+    return np.fromiter(map(zlib.crc32, encoded), np.int64, len(tokens))
+
+
+@dataclass(frozen=True, slots=True)
 class Features:
     subject: tuple[str, ...]
     body: tuple[str, ...]
     meta: tuple[str, ...]
     sender: tuple[str, ...]
     urls: tuple[str, ...]
-    _hashes: dict[str, dict[str, int]] = field(
+    _counted: dict[str, Counted] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -87,15 +115,13 @@ class Features:
         value: tuple[str, ...] = getattr(self, name)
         return value
 
-    def token_hashes(self, name: str) -> dict[str, int]:
-        """`token_hash` of each distinct token of a channel, computed once: scoring
-        hashes tokens into columns, `learning.fingerprint` into a SimHash. (Kept
-        with the features: training, which holds thousands, uses `scorer.columns`.)"""
-        hashes = self._hashes.get(name)
-        if hashes is None:
-            hashes = {t: token_hash(t) for t in self.channel(name)}
-            self._hashes[name] = hashes
-        return hashes
+    def counted(self, name: str) -> Counted:
+        """A channel's tokens counted and hashed, once: scoring hashes them into
+        columns, `learning.fingerprint` into a SimHash."""
+        counted = self._counted.get(name)
+        if counted is None:
+            counted = self._counted[name] = count(self.channel(name))
+        return counted
 
 
 def token_hash(token: str) -> int:
@@ -121,9 +147,11 @@ def extract(message: ParsedMessage, channels: Collection[str] = CHANNELS) -> Fea
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens; digits folded to 0 so 2019 and 2024 look alike."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)  # often ASCII then: no-break spaces
     if text.isascii():
         return text.translate(_ASCII_TOKENS).split()
-    text = _DIGITS.sub("0", unicodedata.normalize("NFKC", text).lower())
+    text = _DIGITS.sub("0", text.lower())
     if not _CJK_CHAR.search(text):
         return _WORD_OR_CJK.findall(text)
     tokens: list[str] = []

@@ -74,8 +74,8 @@ def fingerprint(features: Features) -> int | None:
     """
     words = {
         w: h
-        for name in FINGERPRINT_CHANNELS
-        for w, h in features.token_hashes(name).items()
+        for counted in map(features.counted, FINGERPRINT_CHANNELS)
+        for w, h in zip(counted.tokens, counted.hashes.tolist(), strict=True)
         if "0" not in w and " " not in w and len(w) <= 30  # digits were folded to 0
     }
     if len(words) < MIN_FINGERPRINT_WORDS:

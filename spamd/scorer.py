@@ -24,15 +24,14 @@ import hashlib
 import io
 import json
 import stat
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from spamd.errors import ModelError
-from spamd.features import FEATURE_VERSION, Features, extract, token_hash
+from spamd.features import FEATURE_VERSION, Counted, Features, count, extract, token_hash
 from spamd.message import DEFAULT_MAX_BYTES, parse
 
 MODEL_FORMAT = "spamd-model/2"
@@ -47,32 +46,16 @@ def column(token: str, size: int) -> int:
 
 def columns(tokens: Sequence[str], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Distinct columns of a token sequence and how often each occurs (for training)."""
-    counts = Counter(tokens)
-    return _columns([(counts, {t: token_hash(t) for t in counts}, size, 0)])
+    return _columns([(count(tokens), size, 0)])
 
 
-Block = tuple[Mapping[str, int], Mapping[str, int], int, int]  # counts, hashes, size, offset
-
-
-def _block(features: Features, name: str, size: int, offset: int = 0) -> Block:
-    return Counter(features.channel(name)), features.token_hashes(name), size, offset
+Block = tuple[Counted, int, int]  # a channel's counted tokens, its size, its offset
 
 
 def _columns(blocks: Sequence[Block]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct columns of some channels' tokens (offsets added) and their counts."""
-    n = sum(len(counts) for counts, _, _, _ in blocks)
-    hashed = np.fromiter(
-        (
-            (hashes[t] & (size - 1)) + offset
-            for counts, hashes, size, offset in blocks
-            for t in counts
-        ),
-        dtype=np.int64,
-        count=n,
-    )
-    weights = np.fromiter(
-        (c for counts, _, _, _ in blocks for c in counts.values()), dtype=np.float64, count=n
-    )
+    hashed = np.concatenate([(c.hashes & (size - 1)) + offset for c, size, offset in blocks])
+    weights = np.concatenate([c.counts for c, _, _ in blocks])
     cols, where = np.unique(hashed, return_inverse=True)
     return cols, np.bincount(where, weights=weights, minlength=cols.size)
 
@@ -188,7 +171,7 @@ class Scorer:
 
     def score_extracted(self, features: Features) -> float:
         blocks = [
-            _block(features, c.name, c.size, int(start))
+            (features.counted(c.name), c.size, int(start))
             for c, start in zip(self.channel_weights, self._starts, strict=True)
         ]
         cols, counts = _columns(blocks)
@@ -227,7 +210,7 @@ class Scorer:
 
 def _contributions(channel: Channel, features: Features) -> tuple[np.ndarray, np.ndarray]:
     """A channel's distinct columns and each one's share of the logit (sublinear TF-IDF, l2)."""
-    cols, counts = _columns([_block(features, channel.name, channel.size)])
+    cols, counts = _columns([(features.counted(channel.name), channel.size, 0)])
     x = (1.0 + np.log(counts)) * channel.idf[cols]
     norm = float(np.sqrt(x @ x))
     return cols, x * channel.coef[cols] / norm if norm > 0 else np.zeros(cols.size)
