@@ -165,11 +165,12 @@ _USED_FIELDS = frozenset(
         *LEARNABLE_HEADERS,
     )
 )
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
+# A field starts a line: the pattern starts with the newline (the header is searched
+# with one put in front), which lets the regex engine jump from line to line.
 _FIELD = re.compile(
-    rb"^(%b)[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)"
+    rb"\n(%b)[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)"
     % b"|".join(f.encode() for f in sorted(_USED_FIELDS)),
-    re.M | re.I,
+    re.I,
 )
 _FOLD = re.compile(r"\r?\n[ \t]+")
 _PARAM = re.compile(
@@ -201,14 +202,13 @@ class _Part:
         if data[:1] == b"\n" or data[:2] == b"\r\n":
             head, body = b"", data.lstrip(b"\r")[1:]
         else:
-            end = _HEAD_END.search(data)
-            head, body = (data, b"") if end is None else (data[: end.start()], data[end.end() :])
+            head, body = _split_head(data)
         fields: dict[str, str] = {}
-        for match in _FIELD.finditer(head):
+        for match in _FIELD.finditer(b"\n" + head):
             name = match.group(1).decode("ascii").lower()
             if name not in fields:
                 value = match.group(2).decode("ascii", "surrogateescape")
-                fields[name] = _FOLD.sub(" ", value).strip()
+                fields[name] = (_FOLD.sub(" ", value) if "\n" in value else value).strip()
         return cls(fields, body, default_type)
 
     def children(self) -> list[_Part]:
@@ -240,6 +240,20 @@ class _Part:
     def filename(self) -> str:
         disposition = _params(self.fields.get("content-disposition", "").partition(";")[2])
         return header_text(disposition.get("filename") or self.params.get("name", ""))
+
+
+def _split_head(data: bytes) -> tuple[bytes, bytes]:
+    """Header and body, split at the first empty line (LF or CRLF line ends, even mixed)."""
+    end = data.find(b"\n\n")
+    crlf = data.find(b"\n\r\n", 0, len(data) if end < 0 else end + 2)
+    if crlf >= 0:
+        end, gap = crlf, 3
+    elif end >= 0:
+        gap = 2
+    else:
+        return data, b""
+    start = end - 1 if end > 0 and data[end - 1 : end] == b"\r" else end
+    return data[:start], data[end + gap :]
 
 
 def _params(text: str) -> dict[str, str]:
@@ -426,7 +440,7 @@ _DATE = re.compile(rb"^Date:(.*)", re.M | re.I)
 def delivery_time(raw: bytes) -> float | None:
     """When the message was delivered (POSIX seconds): the date of the topmost
     Received header, else the Date header; None if neither parses."""
-    head = _HEAD_END.split(raw[:DEFAULT_MAX_BYTES], maxsplit=1)[0]
+    head = _split_head(raw[:DEFAULT_MAX_BYTES])[0]
     candidates = []
     received = _RECEIVED.search(head)
     if received:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import re
 import time
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from spamd.message import DEFAULT_MAX_BYTES, decode_bytes, delivery_time, parse
+from spamd.message import DEFAULT_MAX_BYTES, _split_head, decode_bytes, delivery_time, parse
 from tests.conftest import SAMPLES, message
 
 MULTIPART = b"""From: =?utf-8?q?Jos=C3=A9_P=C3=A9rez?= <Jose@Example.COM>
@@ -180,3 +181,13 @@ def test_parse_never_raises_on_mangled_input(chunks: list[bytes]) -> None:
 def test_parse_never_raises_on_truncated_real_mail(noise: bytes, cut: int) -> None:
     raw = MULTIPART[:cut] + noise
     assert isinstance(parse(raw).subject, str)
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a"]), max_size=12).map(b"".join))
+@example(b"a\n\r\n\n")  # a CRLF blank line just before an LF one
+@settings(max_examples=500)
+def test_head_ends_at_the_first_empty_line_whatever_the_line_ends(data: bytes) -> None:
+    # The plain definition: the first match of \r?\n\r?\n (split_head finds it faster).
+    end = re.search(rb"\r?\n\r?\n", data)
+    expected = (data, b"") if end is None else (data[: end.start()], data[end.end() :])
+    assert _split_head(data) == expected
