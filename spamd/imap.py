@@ -169,6 +169,7 @@ class Connection:
         self._stop_idle()
         command = f"{'EXAMINE' if readonly else 'SELECT'} {folder}"
         info = self._call(command, lambda: self._client.select_folder(folder, readonly))
+        self._client._imap.untagged_responses.clear()  # from here on, `reported` collects
         self.selected = folder
         return FolderStatus(
             folder,
@@ -176,6 +177,13 @@ class Connection:
             int(info.get(b"UIDNEXT", 0)),
             int(info.get(b"EXISTS", 0)),
         )
+
+    def reported(self, changes: Collection[str]) -> bool:
+        """Whether a reply to any command since the folder was selected told of one
+        of these changes (EXISTS: mail arrived; EXPUNGE: mail left). The server tells
+        each change once: one told during a sync is not told again by IDLE."""
+        told = self._client._imap.untagged_responses
+        return any(change in told for change in changes)
 
     def uids_after(self, last_uid: int) -> list[int]:
         """UIDs above `last_uid` in the selected folder, ascending."""

@@ -50,6 +50,7 @@ class Mailbox(Protocol):
 
     def find_junk(self) -> str: ...
     def select(self, folder: str, *, readonly: bool = False) -> FolderStatus: ...
+    def reported(self, changes: Collection[str]) -> bool: ...
     def examine(self, folder: str) -> FolderStatus: ...
     def other_folders(self, skip: Collection[str], *, received_only: bool = False) -> list[str]: ...
     def uids_after(self, last_uid: int) -> list[int]: ...
@@ -244,6 +245,8 @@ class _Batch:
 
 
 class FolderWatcher:
+    NEWS: tuple[str, ...] = ("EXISTS",)  # changes that call for another sync: mail arriving
+
     def __init__(
         self,
         account: Account,
@@ -318,6 +321,8 @@ class FolderWatcher:
             self.sync(mailbox, junk)
             backoff.reset()
             self.health.failures, self.health.last_error = 0, ""
+            if mailbox.reported(self.NEWS):  # during the sync: IDLE will not tell again
+                self.wake.set()
             if self.health.idle:
                 self._idle(mailbox)
             else:
@@ -604,6 +609,8 @@ class JunkWatcher(FolderWatcher):
     Trash or for nowhere teaches nothing. The folder is found on connecting.
     """
 
+    NEWS = ("EXISTS", "EXPUNGE")  # mail put in or taken out
+
     def __init__(self, account: Account, **kwargs: Any) -> None:
         super().__init__(account, "", **kwargs)
 
@@ -631,7 +638,9 @@ class JunkWatcher(FolderWatcher):
             self._departed(mailbox, junk, *known[uid])
         self._state.update_junk_items(name, status.uidvalidity, [], gone, mark=None, folder=junk)
         if gone:
-            mailbox.select(junk)  # locating departures selected other folders
+            again = mailbox.select(junk)  # locating departures selected other folders
+            if again.uidnext != status.uidnext:  # mail came in meanwhile: look again
+                self.wake.set()
         self.health.last_sync = time.time()
 
     def _arrived(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import imapclient
 import pytest
 import yaml
 
@@ -367,3 +368,28 @@ def test_the_imap_library_never_traces_bodies_or_passwords(
     traced = "\n".join(r.getMessage() for r in caplog.records)
     assert marker not in traced
     assert mailbox.password not in traced
+
+
+def test_mail_arriving_during_a_sync_is_handled_without_waiting_for_news(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    # The server tells of new mail once, in the reply to whatever command comes next.
+    # Mail that arrives just after the watcher looked for new UIDs is told of during
+    # the sync, and IDLE will not tell of it again.
+    late = [SPAM[0].read_bytes()]
+
+    class ArrivalDuringSync(Connection):
+        def uids_after(self, last_uid: int) -> list[int]:
+            found = super().uids_after(last_uid)
+            if self.selected == "INBOX" and late:
+                other = imapclient.IMAPClient("127.0.0.1", mailbox.server.imap_port, ssl=False)
+                other.login(mailbox.user, mailbox.password)
+                other.append("INBOX", late.pop())
+                other.logout()
+            return found
+
+    config = spamd_config(tmp_path, mailbox.settings())
+    with running_service(config, connect=ArrivalDuringSync.open) as (service, _):
+        wait_until(lambda: ready(service) and not late)
+        wait_until(lambda: mailbox.count("Junk") == 1, timeout=5, what="the spam to be moved")
+    assert mailbox.total() == 1
