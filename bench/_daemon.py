@@ -110,11 +110,15 @@ class CpuMeter:
 
     def __init__(self) -> None:
         self.seen: dict[int, tuple[str, float]] = {}  # pid -> (group, cpu seconds)
+        self.steal = 0.0  # share of the machine's CPU time the host took while following
 
     def follow(self, proc: subprocess.Popen[bytes], every: float = 0.1) -> None:
+        before = _host_ticks()
         while proc.poll() is None:
             self.sample(proc.pid)
             time.sleep(every)
+        steal, total = (b - a for a, b in zip(before, _host_ticks(), strict=True))
+        self.steal = steal / max(1, total)
 
     def sample(self, root: int) -> None:
         tree = {root}
@@ -149,6 +153,12 @@ class CpuMeter:
         for group, seconds in self.seen.values():
             out[group] = out.get(group, 0.0) + seconds
         return out
+
+
+def _host_ticks() -> tuple[int, int]:
+    """Stolen and all CPU ticks of the machine so far (/proc/stat)."""
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return ticks[7], sum(ticks)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

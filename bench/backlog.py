@@ -59,7 +59,7 @@ def main() -> None:
             shares = ", ".join(f"{group} {s:.1f} s" for group, s in sorted(cpu.items()))
             print(
                 f"run {len(rates)}: {took:.1f} s, {rates[-1]:,.0f} msg/s; CPU {shares}: "
-                f"{per_message[-1]:.2f} ms per message; {summary}"
+                f"{per_message[-1]:.2f} ms per message; host stole {meter.steal:.0%}; {summary}"
             )
     cores = len(os.sched_getaffinity(0))
     cpu_ms = statistics.median(per_message)

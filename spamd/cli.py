@@ -373,6 +373,7 @@ def _scan(args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         from tqdm import tqdm  # noqa: PLC0415
 
+        tqdm.monitor_interval = 0  # no monitor thread: the scan forks its workers
         bar = tqdm(desc="scanning", unit=" msg", file=sys.stderr)
     counts = service.scan(
         config,

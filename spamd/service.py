@@ -6,6 +6,7 @@ file, APScheduler) to the pure core and the watchers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import signal
@@ -388,18 +389,22 @@ def _stop(service: Service, web: WebServer | None) -> None:
 class PoolReader:
     """Reads messages in worker processes (one per CPU): how `spamd scan` uses every core.
 
-    Each worker loads the model file itself; the daemon does not use this (one
-    message at a time gains nothing from it, and every worker costs memory).
+    The workers are forked at once, inheriting the loaded model, so they start
+    without importing or loading anything. Make the reader before any thread,
+    connection or database is opened: a forked child gets none of those intact.
+    The daemon does not use this (one message at a time gains nothing from it,
+    and every worker costs memory).
     """
 
-    def __init__(self, model_path: Path, workers: int) -> None:
+    def __init__(self, scorer: Scorer, workers: int) -> None:
         self._workers = workers
         self._pool = ProcessPoolExecutor(
             workers,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_load_worker_model,
-            initargs=(model_path,),
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_use_in_worker,
+            initargs=(scorer,),
         )
+        self._pool.submit(int).result()  # forks every worker now (the fork start method does)
 
     def __call__(self, scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> Readings:
         chunk = max(1, len(raws) // (4 * self._workers))
@@ -413,12 +418,12 @@ class PoolReader:
         self._pool.shutdown(cancel_futures=True)
 
 
-_worker_scorer: Scorer  # set by the initializer; if that fails, the pool is broken
+_worker_scorer: Scorer  # set by the initializer
 
 
-def _load_worker_model(path: Path) -> None:
+def _use_in_worker(scorer: Scorer) -> None:
     global _worker_scorer  # noqa: PLW0603 - one model per worker process
-    _worker_scorer = scorer_lib.load(path)
+    _worker_scorer = scorer
 
 
 def _read_in_worker(raws: Sequence[bytes], max_bytes: int) -> list[Reading]:
@@ -438,14 +443,17 @@ def scan(
     workers: int = 1,
 ) -> dict[str, int]:
     """Classify the existing mail of some folders now (`spamd scan`); returns action -> count."""
-    state = State(state_path(config))
     live = ModelStore(config.state_dir, config.model_path).live_path()
     model = LiveModel(live, log)
-    reader = PoolReader(live, workers) if workers > 1 else None  # workers score with it too
     day = (datetime.now(UTC) - timedelta(days=since_days)).date() if since_days else None
-    mailbox = connect(account)
     counts: dict[str, int] = {}
-    try:
+    with contextlib.ExitStack() as opened:
+        reader = None
+        if workers > 1:  # first: it forks
+            reader = opened.enter_context(contextlib.closing(PoolReader(model(), workers)))
+        state = opened.enter_context(contextlib.closing(State(state_path(config))))
+        mailbox = connect(account)
+        opened.callback(mailbox.logout)
         junk = mailbox.find_junk()
         for folder in folders:
             watcher = FolderWatcher(
@@ -466,9 +474,4 @@ def scan(
             )
             for action, n in watcher.health.counts.items():
                 counts[action] = counts.get(action, 0) + n
-    finally:
-        mailbox.logout()
-        state.close()
-        if reader:
-            reader.close()
     return counts
