@@ -17,6 +17,7 @@ import hashlib
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -33,6 +34,7 @@ from spamd.scorer import Scorer
 from spamd.state import Decision, FolderMark, State
 
 BATCH = 200  # UIDs fetched, decided and recorded together
+BATCHES_AHEAD = 1  # fetched and being read (by a `PoolReader`) while one is acted on
 IDLE_REFRESH = 600.0  # RFC 2177: re-issue IDLE at least every 29 minutes; we do every <= 10
 IDLE_TICK = 1.0  # how often an IDLE wait looks at the stop and wake flags
 BACKOFF_FIRST = 1.0
@@ -423,7 +425,7 @@ class FolderWatcher:
         Batches overlap: the next one is fetched and being read (by a
         `PoolReader`'s processes) while this one is decided and acted on.
         """
-        ahead: _Batch | None = None
+        ahead: deque[_Batch] = deque()
         for start in range(0, len(uids), BATCH):
             if self._stop.is_set():
                 break
@@ -431,14 +433,11 @@ class FolderWatcher:
             decided = self._state.decided_uids(self.account.name, self.folder, uidvalidity, batch)
             todo = [u for u in batch if u not in decided and u not in (skip or ())]
             mark = FolderMark(uidvalidity, batch[-1]) if advance else None
-            started = self._start(mailbox, todo, mark, len(batch))
-            if ahead is not None:
-                self._finish(mailbox, junk, uidvalidity, ahead)
-                progress(ahead.size)
-            ahead = started
-        if ahead is not None:
-            self._finish(mailbox, junk, uidvalidity, ahead)
-            progress(ahead.size)
+            ahead.append(self._start(mailbox, todo, mark, len(batch)))
+            if len(ahead) > BATCHES_AHEAD:
+                self._finish(mailbox, junk, uidvalidity, ahead.popleft(), progress)
+        while ahead:
+            self._finish(mailbox, junk, uidvalidity, ahead.popleft(), progress)
 
     def _uidvalidity_changed(
         self, mailbox: Mailbox, mark: FolderMark, status: FolderStatus
@@ -459,7 +458,14 @@ class FolderWatcher:
         readings = self._read(scorer, [m.raw for m in fetched], self.account.fetch_bytes)
         return _Batch(fetched, readings, scorer, mark, size, started)
 
-    def _finish(self, mailbox: Mailbox, junk: str, uidvalidity: int, batch: _Batch) -> None:
+    def _finish(
+        self,
+        mailbox: Mailbox,
+        junk: str,
+        uidvalidity: int,
+        batch: _Batch,
+        progress: Callable[[int], None],
+    ) -> None:
         fetched, scorer = batch.fetched, batch.scorer
         readings = batch.readings()
         # A message that was in Junk and now arrives here was rescued by the user.
@@ -489,6 +495,7 @@ class FolderWatcher:
                 model=d.model_version,
                 ms=round(ms, 1),
             )
+        progress(batch.size)
 
     def _decide(
         self,
