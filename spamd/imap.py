@@ -124,8 +124,8 @@ class Connection:
             )
         # imapclient turns imaplib's protocol trace on (level 5) and sends it to a
         # logger: every response, message bodies included, is formatted with %r
-        # whether that logger is enabled or not. That is half the CPU a FETCH
-        # costs, and a trace of bodies and passwords for anyone who enables it.
+        # whether that logger is enabled or not: two thirds of a FETCH's CPU, and a
+        # trace of bodies and passwords for anyone who enables the logger.
         client._imap.debug = 0
         try:
             with _mapped("STARTTLS", name):
