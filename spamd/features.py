@@ -78,7 +78,8 @@ _ASCII_TOKENS = str.maketrans({c: _ascii_token_char(chr(c)) for c in range(128)}
 @dataclass(frozen=True, slots=True)
 class Counted:
     """A channel's distinct tokens (in first-seen order), how often each occurs,
-    and the `token_hash` of each: what scoring and fingerprints work from."""
+    and the CRC-32 of each (stable across processes and Python versions, unlike
+    `hash()`): what scoring and fingerprints work from."""
 
     tokens: list[str]
     counts: np.ndarray  # float64
@@ -122,11 +123,6 @@ class Features:
         if counted is None:
             counted = self._counted[name] = count(self.channel(name))
         return counted
-
-
-def token_hash(token: str) -> int:
-    """CRC-32 of a token: stable across processes and Python versions, unlike `hash()`."""
-    return zlib.crc32(token.encode("utf-8", "surrogatepass"))
 
 
 def extract(message: ParsedMessage, channels: Collection[str] = CHANNELS) -> Features:

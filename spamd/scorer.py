@@ -13,8 +13,8 @@ pipeline. Loading them needs neither scikit-learn (about 110 MB of a process's
 memory) nor unpickling (which runs code): the daemon and `spamd classify` use
 this module, and a model file can only be data to them.
 
-Tokens are hashed with CRC-32 (`features.token_hash`: stable across processes,
-unlike `hash()`); training hashes with the same `column` function.
+Tokens are hashed with CRC-32 (`features.count`: stable across processes,
+unlike `hash()`); training hashes with the same `columns` function.
 """
 
 from __future__ import annotations
@@ -31,17 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from spamd.errors import ModelError
-from spamd.features import FEATURE_VERSION, Counted, Features, count, extract, token_hash
+from spamd.features import FEATURE_VERSION, Counted, Features, count, extract
 from spamd.message import DEFAULT_MAX_BYTES, parse
 
 MODEL_FORMAT = "spamd-model/2"
 DEFAULT_FP_BUDGET = 0.001
 RETRAIN_HINT = "retrain it with `spamd train --corpus DIR --out PATH`"
-
-
-def column(token: str, size: int) -> int:
-    """The hashed column of a token in a channel block of `size` (a power of two)."""
-    return token_hash(token) & (size - 1)
 
 
 def columns(tokens: Sequence[str], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +165,12 @@ class Scorer:
         return np.array([self.score_extracted(f) for f in features], dtype=float)
 
     def score_extracted(self, features: Features) -> float:
+        _, shares = self._shares(features)
+        return _sigmoid(self.intercept + float(shares.sum()))
+
+    def _shares(self, features: Features) -> tuple[np.ndarray, np.ndarray]:
+        """The message's distinct columns (all channels side by side) and each one's
+        share of the logit: sublinear TF-IDF, l2-normed per channel, times its weight."""
         blocks = [
             (features.counted(c.name), c.size, int(start))
             for c, start in zip(self.channel_weights, self._starts, strict=True)
@@ -177,11 +178,10 @@ class Scorer:
         cols, counts = _columns(blocks)
         x = (1.0 + np.log(counts)) * self._idf[cols]
         channel = np.searchsorted(self._starts, cols, side="right") - 1
-        n = len(self.channel_weights)
-        norms = np.sqrt(np.bincount(channel, weights=x * x, minlength=n))
-        dots = np.bincount(channel, weights=x * self._coef[cols], minlength=n)
-        used = norms > 0
-        return _sigmoid(self.intercept + float((dots[used] / norms[used]).sum()))
+        norms = np.sqrt(np.bincount(channel, weights=x * x, minlength=len(self._starts)))
+        norm = norms[channel]
+        shares = np.divide(x * self._coef[cols], norm, out=np.zeros(cols.size), where=norm > 0)
+        return cols, shares
 
     def is_spam(self, score: float) -> bool:
         return score >= self.threshold
@@ -189,31 +189,27 @@ class Scorer:
     def explain(self, raw: bytes, top: int = 10) -> Explanation:
         """The terms whose weight pushed the score up and down the most."""
         features = self.features(raw)
-        terms: list[Term] = []
-        for channel in self.channel_weights:
-            cols, contributions = _contributions(channel, features)
-            names: dict[int, list[str]] = {}
-            for token in dict.fromkeys(features.channel(channel.name)):
-                names.setdefault(column(token, channel.size), []).append(token)
-            for col, weight in zip(cols, contributions, strict=True):
-                label = " | ".join(f"{channel.name}:{t}" for t in names[int(col)])
-                terms.append(Term(label, float(weight)))
-        terms.sort(key=lambda t: t.weight)
-        score = _sigmoid(self.intercept + sum(t.weight for t in terms))
+        names: dict[int, list[str]] = {}  # column -> the tokens hashed into it
+        for c, start in zip(self.channel_weights, self._starts, strict=True):
+            counted = features.counted(c.name)
+            cols = ((counted.hashes & (c.size - 1)) + start).tolist()
+            for token, col in zip(counted.tokens, cols, strict=True):
+                names.setdefault(col, []).append(f"{c.name}:{token}")
+        cols, shares = self._shares(features)
+        terms = sorted(
+            (
+                Term(" | ".join(names[col]), share)
+                for col, share in zip(cols.tolist(), shares.tolist(), strict=True)
+            ),
+            key=lambda t: t.weight,
+        )
+        score = _sigmoid(self.intercept + float(shares.sum()))
         return Explanation(
             score=score,
             spam=self.is_spam(score),
             up=tuple(t for t in reversed(terms[-top:]) if t.weight > 0),
             down=tuple(t for t in terms[:top] if t.weight < 0),
         )
-
-
-def _contributions(channel: Channel, features: Features) -> tuple[np.ndarray, np.ndarray]:
-    """A channel's distinct columns and each one's share of the logit (sublinear TF-IDF, l2)."""
-    cols, counts = _columns([(features.counted(channel.name), channel.size, 0)])
-    x = (1.0 + np.log(counts)) * channel.idf[cols]
-    norm = float(np.sqrt(x @ x))
-    return cols, x * channel.coef[cols] / norm if norm > 0 else np.zeros(cols.size)
 
 
 def _sigmoid(logit: float) -> float:
