@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import imapclient
 import pytest
 import yaml
 
@@ -382,10 +381,9 @@ def test_mail_arriving_during_a_sync_is_handled_without_waiting_for_news(
         def uids_after(self, last_uid: int) -> list[int]:
             found = super().uids_after(last_uid)
             if self.selected == "INBOX" and late:
-                other = imapclient.IMAPClient("127.0.0.1", mailbox.server.imap_port, ssl=False)
-                other.login(mailbox.user, mailbox.password)
-                other.append("INBOX", late.pop())
-                other.logout()
+                other = Box(mailbox.server, mailbox.user, mailbox.password, mailbox.tmp)
+                with contextlib.closing(other):
+                    other.append(late.pop())
             return found
 
     config = spamd_config(tmp_path, mailbox.settings())
