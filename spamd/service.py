@@ -467,6 +467,7 @@ def scan(
                 read=reader or read_all,
             )
             status = mailbox.select(folder)
+            watcher.finish_unfinished(mailbox, junk, status.uidvalidity)  # of a scan cut short
             uids = mailbox.uids_since(day)
             total(len(uids))
             watcher.handle(

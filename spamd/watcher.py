@@ -34,7 +34,8 @@ from spamd.scorer import Scorer
 from spamd.state import Decision, FolderMark, State
 
 BATCH = 200  # UIDs fetched, decided and recorded together
-BATCHES_AHEAD = 1  # fetched and being read (by a `PoolReader`) while one is acted on
+BATCHES_AHEAD = 1  # fetched and being read (by a `PoolReader`) while one is decided
+ACT_EVERY = 1000  # moves (or flags) carried out together; see `FolderWatcher.handle`
 IDLE_REFRESH = 600.0  # RFC 2177: re-issue IDLE at least every 29 minutes; we do every <= 10
 IDLE_TICK = 1.0  # how often an IDLE wait looks at the stop and wake flags
 BACKOFF_FIRST = 1.0
@@ -246,6 +247,18 @@ class _Batch:
     started: float  # perf_counter() before the FETCH
 
 
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """A batch decided and recorded, waiting to be acted on."""
+
+    decisions: list[Decision]
+    started: float  # perf_counter() before the FETCH
+
+    @property
+    def pending(self) -> int:
+        return sum(d.status == "pending" for d in self.decisions)
+
+
 class FolderWatcher:
     NEWS: tuple[str, ...] = ("EXISTS",)  # changes that call for another sync: mail arriving
 
@@ -358,7 +371,7 @@ class FolderWatcher:
         elif mark.uidvalidity != status.uidvalidity:
             skip = self._uidvalidity_changed(mailbox, mark, status)
             mark = FolderMark(status.uidvalidity, 0)
-        self._finish_unfinished(mailbox, junk, status.uidvalidity)
+        self.finish_unfinished(mailbox, junk, status.uidvalidity)
         self.handle(mailbox, junk, status.uidvalidity, mailbox.uids_after(mark.last_uid), skip=skip)
         ours = self._state.flagged_uids(name, self.folder, status.uidvalidity)
         self.learn_keywords(mailbox, status.uidvalidity, learning.JUNK_KEYWORDS, "spam", ours)
@@ -423,21 +436,28 @@ class FolderWatcher:
         `advance` moves the folder's mark past them (the daemon's new mail);
         a backlog scan leaves the mark alone. UIDs decided before are skipped.
         Batches overlap: the next one is fetched and being read (by a
-        `PoolReader`'s processes) while this one is decided and acted on.
+        `PoolReader`'s processes) while this one is decided. Decisions are
+        recorded before they are acted on, and acted on in groups of up to
+        `ACT_EVERY`: a MOVE costs the server a look at the whole folder.
         """
         ahead: deque[_Batch] = deque()
+        decided: list[_Decided] = []
         for start in range(0, len(uids), BATCH):
             if self._stop.is_set():
                 break
             batch = list(uids[start : start + BATCH])
-            decided = self._state.decided_uids(self.account.name, self.folder, uidvalidity, batch)
-            todo = [u for u in batch if u not in decided and u not in (skip or ())]
+            done = self._state.decided_uids(self.account.name, self.folder, uidvalidity, batch)
+            todo = [u for u in batch if u not in done and u not in (skip or ())]
             mark = FolderMark(uidvalidity, batch[-1]) if advance else None
             ahead.append(self._start(mailbox, todo, mark, len(batch)))
             if len(ahead) > BATCHES_AHEAD:
-                self._finish(mailbox, junk, uidvalidity, ahead.popleft(), progress)
+                decided.append(self._decide_batch(uidvalidity, ahead.popleft(), progress))
+            if sum(d.pending for d in decided) >= ACT_EVERY:
+                self._act(mailbox, junk, decided)
+                decided = []
         while ahead:
-            self._finish(mailbox, junk, uidvalidity, ahead.popleft(), progress)
+            decided.append(self._decide_batch(uidvalidity, ahead.popleft(), progress))
+        self._act(mailbox, junk, decided)
 
     def _uidvalidity_changed(
         self, mailbox: Mailbox, mark: FolderMark, status: FolderStatus
@@ -458,44 +478,48 @@ class FolderWatcher:
         readings = self._read(scorer, [m.raw for m in fetched], self.account.fetch_bytes)
         return _Batch(fetched, readings, scorer, mark, size, started)
 
-    def _finish(
-        self,
-        mailbox: Mailbox,
-        junk: str,
-        uidvalidity: int,
-        batch: _Batch,
-        progress: Callable[[int], None],
-    ) -> None:
-        fetched, scorer = batch.fetched, batch.scorer
+    def _decide_batch(
+        self, uidvalidity: int, batch: _Batch, progress: Callable[[int], None]
+    ) -> _Decided:
+        """Decide a batch and record the decisions (and the folder's mark with them)."""
         readings = batch.readings()
         # A message that was in Junk and now arrives here was rescued by the user.
         back = self._state.junked(self.account.name, [r.content_hash for r in readings])
         decisions = []
-        for message, reading in zip(fetched, readings, strict=True):
+        for message, reading in zip(batch.fetched, readings, strict=True):
             rescued = reading.content_hash in back
             if rescued:
                 self._learn("ham", "rescued", uidvalidity, message, reading)
-            decisions.append(self._decide(message, reading, scorer, uidvalidity, rescued=rescued))
+            decisions.append(
+                self._decide(message, reading, batch.scorer, uidvalidity, rescued=rescued)
+            )
         self._state.record(decisions, self.account.name, self.folder, batch.mark)
+        progress(batch.size)
+        return _Decided(decisions, batch.started)
+
+    def _act(self, mailbox: Mailbox, junk: str, decided: Sequence[_Decided]) -> None:
+        """Carry out recorded decisions, then log one line per message."""
+        decisions = [d for group in decided for d in group.decisions]
         outcome = self._apply(mailbox, junk, [d for d in decisions if d.status == "pending"])
         if self.account.set_keywords:
             self._keyword(mailbox, [d for d in decisions if d.action == "keep"], NOT_JUNK_KEYWORD)
-        # From FETCH to acted on, per message (batches overlap: an upper bound).
-        ms = (time.perf_counter() - batch.started) * 1000 / max(1, len(decisions))
-        for d in decisions:
-            action = outcome.get(d.uid, d.action)
-            self.health.handled += 1
-            self.health.counts[action] = self.health.counts.get(action, 0) + 1
-            self._log.info(
-                "message",
-                uid=d.uid,
-                score=round(d.score, 4),
-                action=action,
-                reason=d.reason,
-                model=d.model_version,
-                ms=round(ms, 1),
-            )
-        progress(batch.size)
+        now = time.perf_counter()
+        for group in decided:
+            # From FETCH to acted on, per message (batches overlap: an upper bound).
+            ms = (now - group.started) * 1000 / max(1, len(group.decisions))
+            for d in group.decisions:
+                action = outcome.get(d.uid, d.action)
+                self.health.handled += 1
+                self.health.counts[action] = self.health.counts.get(action, 0) + 1
+                self._log.info(
+                    "message",
+                    uid=d.uid,
+                    score=round(d.score, 4),
+                    action=action,
+                    reason=d.reason,
+                    model=d.model_version,
+                    ms=round(ms, 1),
+                )
 
     def _decide(
         self,
@@ -586,7 +610,8 @@ class FolderWatcher:
             mailbox.copy([d.uid for d in to_copy], junk)
         mailbox.delete([d.uid for d in moves])
 
-    def _finish_unfinished(self, mailbox: Mailbox, junk: str, uidvalidity: int) -> None:
+    def finish_unfinished(self, mailbox: Mailbox, junk: str, uidvalidity: int) -> None:
+        """Carry out decisions recorded but not acted on before a crash or a cut connection."""
         unfinished = self._state.unfinished(self.account.name, self.folder, uidvalidity)
         if not unfinished:
             return

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from spamd import sandbox, watcher
-from spamd.config import Config
+from spamd.config import Account, Config
 from spamd.errors import TransientMailboxError
 from spamd.imap import Connection
 from spamd.service import LiveModel, Service, scan, state_path
@@ -181,7 +181,12 @@ def test_first_run_leaves_existing_mail_alone_unless_asked(mailbox: Box, tmp_pat
     assert mailbox.count("Junk") == 2
 
 
-def scan_inbox(config: Config, progress: Callable[[int], None], workers: int = 1) -> dict[str, int]:
+def scan_inbox(
+    config: Config,
+    progress: Callable[[int], None],
+    workers: int = 1,
+    connect: Callable[[Account], Connection] = Connection.open,
+) -> dict[str, int]:
     return scan(
         config,
         config.accounts[0],
@@ -190,23 +195,33 @@ def scan_inbox(config: Config, progress: Callable[[int], None], workers: int = 1
         log=Events.logger(),
         progress=progress,
         total=lambda n: None,
-        connect=Connection.open,
+        connect=connect,
         workers=workers,
     )
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_scan_classifies_a_backlog(
+def test_scan_classifies_a_backlog_and_moves_spam_in_groups(
     mailbox: Box, tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(watcher, "BATCH", 5)  # several batches, each read while one is moved
+    monkeypatch.setattr(watcher, "BATCH", 5)  # several batches, each read while one is decided
+    monkeypatch.setattr(watcher, "ACT_EVERY", len(SPAM))
+    moves: list[int] = []
+
+    class CountingMoves(Connection):
+        def move(self, uids: Sequence[int], folder: str) -> None:
+            moves.append(len(uids))
+            super().move(uids, folder)
+
     deliver(mailbox, HAM + SPAM)
     config = spamd_config(tmp_path, mailbox.settings())
     seen: list[int] = []
-    counts = scan_inbox(config, progress=seen.append, workers=workers)
+    counts = scan_inbox(config, progress=seen.append, workers=workers, connect=CountingMoves.open)
     assert counts == {"keep": len(HAM), "move": len(SPAM)}
     assert sum(seen) == len(HAM + SPAM)
     assert mailbox.count("Junk") == len(SPAM)
+    # The spam of two batches went in one MOVE: each MOVE costs the server a folder scan.
+    assert moves == [len(SPAM)]
     # A second scan finds everything decided already.
     again = scan_inbox(config, progress=lambda n: None)
     assert again == {}
@@ -273,6 +288,18 @@ def test_a_move_cut_short_is_finished_after_restart_exactly_once(
         wait_until(lambda: ready(service))
     assert not events.named("message")  # nothing classified again
     assert state.unfinished(mailbox.user, "INBOX", _uidvalidity(mailbox)) == []
+    assert mailbox.count("INBOX") == 1
+    assert mailbox.total() == 3
+
+
+def test_a_scan_cut_short_is_finished_by_the_next_scan(mailbox: Box, tmp_path: Path) -> None:
+    deliver(mailbox, SPAM[:2] + HAM[:1])
+    config = spamd_config(tmp_path, mailbox.settings())
+    with pytest.raises(TransientMailboxError):
+        scan_inbox(config, progress=lambda n: None, connect=CrashBeforeMove.open)
+    assert mailbox.count("Junk") == 0
+    assert scan_inbox(config, progress=lambda n: None) == {}  # nothing classified again
+    assert mailbox.count("Junk") == 2
     assert mailbox.count("INBOX") == 1
     assert mailbox.total() == 3
 
