@@ -116,7 +116,7 @@ def replay_spamd(stream: list[tuple[Path, int]], base: Path, state_dir: Path) ->
             continue
         memory.learn(
             watcher.correction(
-                Fetched(n + 1, raw, len(raw), ()),
+                Fetched(n + 1, raw),
                 reading,
                 account="user",
                 label="spam" if label else "ham",

@@ -58,8 +58,6 @@ class FolderStatus:
 class Fetched:
     uid: int
     raw: bytes  # at most the requested number of bytes
-    size: int  # the whole message's size on the server
-    flags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,19 +250,13 @@ class Connection:
         part = f"BODY.PEEK[]<0.{max_bytes}>"
         out: list[Fetched] = []
         for chunk in _chunks(uids, FETCH_CHUNK):
-            data = self._call(
-                "FETCH", partial(self._client.fetch, chunk, [part, "RFC822.SIZE", "FLAGS"])
-            )
+            data = self._call("FETCH", partial(self._client.fetch, chunk, [part]))
             for uid in chunk:
                 item = data.get(uid)
                 if item is None:  # expunged meanwhile
                     continue
                 raw = item.get(b"BODY[]<0>", item.get(b"BODY[]", b"")) or b""
-                flags = tuple(
-                    f.decode(errors="replace") if isinstance(f, bytes) else str(f)
-                    for f in item.get(b"FLAGS", ())
-                )
-                out.append(Fetched(uid, bytes(raw), int(item.get(b"RFC822.SIZE", len(raw))), flags))
+                out.append(Fetched(uid, bytes(raw)))
         return out
 
     def fetch_message_ids(self, uids: Sequence[int]) -> dict[int, str]:
