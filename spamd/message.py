@@ -51,7 +51,9 @@ _HREF = re.compile(r"""\b(?:href|src|action)\s*=\s*["']?([^"'\s<>]{1,1024})""", 
 _SCRIPT_OR_STYLE_OPEN = re.compile(r"<(script|style|head)\b", re.I)
 _TAG = re.compile(r"<[^<>]{0,2048}>")
 _BLOCK_TAG = re.compile(r"<(?:br|/p|/div|/tr|/li|/h\d|p|div|tr|li|hr)\b[^<>]{0,2048}>", re.I)
-_SPACES = re.compile(r"[ \t\r\f\v]+")
+# Runs of blanks become one space. A lone space is left alone rather than replaced by
+# itself: same result, without a match per word.
+_SPACES = re.compile(r"[ \t\r\f\v]{2,}|[\t\r\f\v]")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 
 
@@ -415,9 +417,14 @@ def _drop_invisible(markup: str) -> str:
     out: list[str] = []
     pos = 0
     n = len(markup)
+    comment = markup.find("<!--")
+    element = _SCRIPT_OR_STYLE_OPEN.search(markup)
     while pos < n:
-        comment = markup.find("<!--", pos)
-        element = _SCRIPT_OR_STYLE_OPEN.search(markup, pos)
+        # The next of each is searched for again only once `pos` has passed it.
+        if 0 <= comment < pos:
+            comment = markup.find("<!--", pos)
+        if element is not None and element.start() < pos:
+            element = _SCRIPT_OR_STYLE_OPEN.search(markup, pos)
         starts = [s for s in (comment, element.start() if element else -1) if s >= 0]
         if not starts:
             out.append(markup[pos:])
