@@ -406,10 +406,12 @@ class PoolReader:
         )
         self._pool.submit(int).result()  # forks every worker now (the fork start method does)
 
-    def __call__(self, scorer: Scorer, raws: Sequence[bytes], max_bytes: int) -> Readings:
+    def __call__(
+        self, scorer: Scorer, raws: Sequence[bytes], max_bytes: int, fingerprint: bool = True
+    ) -> Readings:
         chunk = max(1, len(raws) // (4 * self._workers))
         futures = [
-            self._pool.submit(_read_in_worker, raws[i : i + chunk], max_bytes)
+            self._pool.submit(_read_in_worker, raws[i : i + chunk], max_bytes, fingerprint)
             for i in range(0, len(raws), chunk)
         ]
         return lambda: [reading for future in futures for reading in future.result()]
@@ -426,8 +428,8 @@ def _use_in_worker(scorer: Scorer) -> None:
     _worker_scorer = scorer
 
 
-def _read_in_worker(raws: Sequence[bytes], max_bytes: int) -> list[Reading]:
-    return read_all(_worker_scorer, raws, max_bytes)()
+def _read_in_worker(raws: Sequence[bytes], max_bytes: int, fingerprint: bool) -> list[Reading]:
+    return read_all(_worker_scorer, raws, max_bytes, fingerprint)()
 
 
 def scan(

@@ -6,6 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +18,21 @@ import yaml
 from spamd import learning, policy, retrain
 from spamd import model as model_lib
 from spamd.features import extract
+from spamd.imap import Connection
 from spamd.learning import Correction, Fingerprints, fingerprint
 from spamd.message import parse
-from spamd.service import state_path
+from spamd.scorer import Scorer
+from spamd.service import LiveModel, state_path
 from spamd.state import State
 from spamd.versions import BASE, ModelStore
+from spamd.watcher import FolderWatcher, Memory, Readings, read_all
 from tests.conftest import (
     HAM,
     ROOT,
     SHIPPED_MODEL,
     SPAM,
     Box,
+    Events,
     running_service,
     spamd_config,
     wait_until,
@@ -106,10 +112,12 @@ def store_with(tmp_path: Path, model: Path = SHIPPED_MODEL) -> ModelStore:
     return ModelStore(tmp_path / "state", base)
 
 
-def correction(raw: bytes, label: learning.Label, how: str = "rescued") -> Correction:
+def correction(
+    raw: bytes, label: learning.Label, how: str = "rescued", account: str = "a"
+) -> Correction:
     parsed = parse(raw)
     return Correction(
-        account="a",
+        account=account,
         label=label,
         how=how,
         folder="INBOX",
@@ -202,6 +210,8 @@ def test_rescued_mail_is_learned_never_moved_back_and_retrained_live(
     assert reasons[2] in ("rescued-before", "score")  # the retrained model may know it now
     assert mailbox.count("INBOX") == 2 and mailbox.count("Junk") == 0
     assert mailbox.total() == 2
+    # The rescue was read with its fingerprint, so copies are known by content too.
+    assert [label for _, label in State(state_path(config)).fingerprints(mailbox.user)] == ["ham"]
 
 
 NEWSLETTER = (
@@ -365,3 +375,44 @@ def test_train_from_imap_needs_an_account(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "--from-imap needs --config and --account" in done.stderr
+
+
+def test_the_first_correction_applies_to_the_batch_being_read_meanwhile(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    config = spamd_config(tmp_path, mailbox.settings(scan_existing=True))
+    account = config.accounts[0]
+    state = State(state_path(config))
+    memory = Memory(account.name, state, Events.logger())
+    model = LiveModel(config.model_path, Events.logger())
+    mailbox.append(newsletter("Bob", "13", "<n2@garden.example>"))
+    junked = newsletter("Alice", "12", "<n1@garden.example>")
+    asked: list[bool] = []
+
+    def read_while_the_user_junks_a_copy(
+        scorer: Scorer, raws: Sequence[bytes], max_bytes: int, fingerprint: bool
+    ) -> Readings:
+        asked.append(fingerprint)  # no corrections yet: the batch is read without
+        readings = read_all(scorer, raws, max_bytes, fingerprint)
+        memory.learn(correction(junked, "spam", "moved_to_junk", account=account.name))
+        return readings
+
+    inbox = FolderWatcher(
+        account,
+        "INBOX",
+        connect=Connection.open,
+        model=model,
+        state=state,
+        log=Events.logger(),
+        stop=threading.Event(),
+        read=read_while_the_user_junks_a_copy,
+        memory=memory,
+    )
+    connection = Connection.open(account)
+    try:
+        inbox.sync(connection, connection.find_junk())
+    finally:
+        connection.logout()
+    assert asked == [False]
+    assert inbox.health.counts == {"move": 1}
+    assert mailbox.count("Junk") == 1 and mailbox.total() == 1
