@@ -463,11 +463,11 @@ class FolderWatcher:
             todo = [u for u in batch if u not in done and u not in (skip or ())]
             mark = FolderMark(uidvalidity, batch[-1]) if advance else None
             ahead.append(self._start(mailbox, todo, mark, len(batch)))
-            if len(ahead) > BATCHES_AHEAD:
-                decided.append(self._decide_batch(uidvalidity, ahead.popleft(), progress))
-            if sum(d.pending for d in decided) >= ACT_EVERY:
+            if sum(d.pending for d in decided) >= ACT_EVERY:  # while two batches are read
                 self._act(mailbox, junk, decided)
                 decided = []
+            if len(ahead) > BATCHES_AHEAD:
+                decided.append(self._decide_batch(uidvalidity, ahead.popleft(), progress))
         while ahead:
             decided.append(self._decide_batch(uidvalidity, ahead.popleft(), progress))
         self._act(mailbox, junk, decided)
