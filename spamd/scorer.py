@@ -47,9 +47,16 @@ def columns(tokens: Sequence[str], size: int) -> tuple[np.ndarray, np.ndarray]:
 Block = tuple[Counted, int, int]  # a channel's counted tokens, its size, its offset
 
 
+def _hashed(block: Block) -> np.ndarray:
+    """The column of each of a channel's distinct tokens, its offset added."""
+    counted, size, offset = block
+    hashed: np.ndarray = (counted.hashes & (size - 1)) + offset
+    return hashed
+
+
 def _columns(blocks: Sequence[Block]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct columns of some channels' tokens (offsets added) and their counts."""
-    hashed = np.concatenate([(c.hashes & (size - 1)) + offset for c, size, offset in blocks])
+    hashed = np.concatenate([_hashed(block) for block in blocks])
     weights = np.concatenate([c.counts for c, _, _ in blocks])
     cols, where = np.unique(hashed, return_inverse=True)
     return cols, np.bincount(where, weights=weights, minlength=cols.size)
@@ -165,16 +172,22 @@ class Scorer:
         return np.array([self.score_extracted(f) for f in features], dtype=float)
 
     def score_extracted(self, features: Features) -> float:
-        _, shares = self._shares(features)
+        _, shares = self._shares(self._blocks(features))
+        return self._probability(shares)
+
+    def _probability(self, shares: np.ndarray) -> float:
         return _sigmoid(self.intercept + float(shares.sum()))
 
-    def _shares(self, features: Features) -> tuple[np.ndarray, np.ndarray]:
-        """The message's distinct columns (all channels side by side) and each one's
-        share of the logit: sublinear TF-IDF, l2-normed per channel, times its weight."""
-        blocks = [
+    def _blocks(self, features: Features) -> list[Block]:
+        """Each channel's counted tokens, placed where its weights start."""
+        return [
             (features.counted(c.name), c.size, int(start))
             for c, start in zip(self.channel_weights, self._starts, strict=True)
         ]
+
+    def _shares(self, blocks: Sequence[Block]) -> tuple[np.ndarray, np.ndarray]:
+        """The message's distinct columns (all channels side by side) and each one's
+        share of the logit: sublinear TF-IDF, l2-normed per channel, times its weight."""
         cols, counts = _columns(blocks)
         x = (1.0 + np.log(counts)) * self._idf[cols]
         channel = np.searchsorted(self._starts, cols, side="right") - 1
@@ -188,14 +201,12 @@ class Scorer:
 
     def explain(self, raw: bytes, top: int = 10) -> Explanation:
         """The terms whose weight pushed the score up and down the most."""
-        features = self.features(raw)
+        blocks = self._blocks(self.features(raw))
         names: dict[int, list[str]] = {}  # column -> the tokens hashed into it
-        for c, start in zip(self.channel_weights, self._starts, strict=True):
-            counted = features.counted(c.name)
-            cols = ((counted.hashes & (c.size - 1)) + start).tolist()
-            for token, col in zip(counted.tokens, cols, strict=True):
-                names.setdefault(col, []).append(f"{c.name}:{token}")
-        cols, shares = self._shares(features)
+        for name, block in zip(self.channels, blocks, strict=True):
+            for token, col in zip(block[0].tokens, _hashed(block).tolist(), strict=True):
+                names.setdefault(col, []).append(f"{name}:{token}")
+        cols, shares = self._shares(blocks)
         terms = sorted(
             (
                 Term(" | ".join(names[col]), share)
@@ -203,7 +214,7 @@ class Scorer:
             ),
             key=lambda t: t.weight,
         )
-        score = _sigmoid(self.intercept + float(shares.sum()))
+        score = self._probability(shares)
         return Explanation(
             score=score,
             spam=self.is_spam(score),

@@ -408,6 +408,7 @@ class FolderWatcher:
     def _fetch_read(self, mailbox: Mailbox, uids: Sequence[int]) -> list[tuple[Fetched, Reading]]:
         fetched = mailbox.fetch(uids, self.account.fetch_bytes)
         raws = [m.raw for m in fetched]
+        # With fingerprints: what is read here becomes corrections.
         readings = self._read(self._model(), raws, self.account.fetch_bytes, True)()
         return list(zip(fetched, readings, strict=True))
 
