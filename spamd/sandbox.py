@@ -87,6 +87,10 @@ class Dovecot:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+            # The master is gone, but its children may take a moment to die. One
+            # still holding a socket in run/ makes the next start refuse to run
+            # ("Dovecot is already running?").
+            _wait_gone(self.process.pid)
         self.process = None
 
     def restart(self, pause: float = 0.0) -> None:
@@ -180,6 +184,23 @@ class Dovecot:
         # Dovecot re-reads the file when its mtime (in seconds) changes: make sure it does.
         mtime = max(time.time(), before + 1.0)
         os.utime(users_file, (mtime, mtime))
+
+
+def _wait_gone(group: int, timeout: float = 10.0) -> None:
+    """Wait until no live process is left in a process group (zombies are dead)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive_in_group(group):
+        time.sleep(0.01)
+
+
+def _alive_in_group(group: int) -> bool:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+                return True
+    return False
 
 
 def _mail_user() -> pwd.struct_passwd:

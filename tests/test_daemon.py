@@ -109,6 +109,22 @@ def test_server_restart_is_survived(tmp_path: Path) -> None:
         assert box.total() == 5
 
 
+def test_a_stopped_sandbox_has_no_process_left_alive() -> None:
+    # A Dovecot child still dying holds its sockets, and a restart at once would
+    # stop with "Dovecot is already running?".
+    with sandbox.running({"u": "p"}) as server:
+        assert server.process is not None
+        group = server.process.pid
+        assert sandbox._alive_in_group(group)
+        server.stop()
+        assert not sandbox._alive_in_group(group)
+    dead = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    dead.kill()
+    os.waitid(os.P_PID, dead.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
+    assert not sandbox._alive_in_group(dead.pid), "a zombie counts as dead"
+    dead.wait()
+
+
 def test_daemon_restart_reprocesses_nothing(mailbox: Box, tmp_path: Path) -> None:
     config = spamd_config(tmp_path, mailbox.settings())
     with running_service(config) as (service, _):
