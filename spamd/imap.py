@@ -85,6 +85,25 @@ def _mapped(what: str, account: str) -> Iterator[None]:
         raise MailboxError(f"{account}: {what} failed ({_text(exc)})") from None
 
 
+def _note_changes(imap: imaplib.IMAP4, told: set[str]) -> None:
+    """Collect the kinds of change the server tells of, in `told`.
+
+    imaplib files untagged responses by kind, and the reply to the next command of
+    that kind takes them all: a FETCH of message bodies also takes the FETCH that
+    told of a keyword another client set. So they are noted as they arrive. Our own
+    FETCHes ask for no flags, so a FETCH with FLAGS is somebody's change.
+    """
+    append = imap._append_untagged
+
+    def note(kind: str, data: Any) -> None:
+        head = data[0] if isinstance(data, tuple) else data
+        if kind in ("EXISTS", "EXPUNGE") or (kind == "FETCH" and b"FLAGS" in (head or b"")):
+            told.add(kind)
+        append(kind, data)
+
+    imap._append_untagged = note  # type: ignore[attr-defined]
+
+
 def _text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.replace("\r", " ").replace("\n", " ")[:200]
@@ -107,6 +126,8 @@ class Connection:
         self.capabilities = frozenset(c.decode().upper() for c in client.capabilities())
         self.selected: str | None = None
         self._idling = False
+        self._told: set[str] = set()  # changes told since the folder was selected
+        _note_changes(client._imap, self._told)
 
     @classmethod
     def open(cls, account: Account, secret: Callable[[], str] | None = None) -> Connection:
@@ -167,7 +188,8 @@ class Connection:
         self._stop_idle()
         command = f"{'EXAMINE' if readonly else 'SELECT'} {folder}"
         info = self._call(command, lambda: self._client.select_folder(folder, readonly))
-        self._client._imap.untagged_responses.clear()  # from here on, `reported` collects
+        self._client._imap.untagged_responses.clear()  # imaplib keeps what nobody asked for
+        self._told.clear()  # from here on, `reported` collects
         self.selected = folder
         return FolderStatus(
             folder,
@@ -178,10 +200,10 @@ class Connection:
 
     def reported(self, changes: Collection[str]) -> bool:
         """Whether a reply to any command since the folder was selected told of one
-        of these changes (EXISTS: mail arrived; EXPUNGE: mail left). The server tells
-        each change once: one told during a sync is not told again by IDLE."""
-        told = self._client._imap.untagged_responses
-        return any(change in told for change in changes)
+        of these changes (EXISTS: mail arrived; EXPUNGE: mail left; FETCH: flags or
+        keywords changed). The server tells each change once: one told during a sync
+        is not told again by IDLE."""
+        return not self._told.isdisjoint(changes)
 
     def uids_after(self, last_uid: int) -> list[int]:
         """UIDs above `last_uid` in the selected folder, ascending."""
@@ -289,12 +311,16 @@ class Connection:
                 f"{self.account.name}: the server has neither MOVE nor UIDPLUS; "
                 "spamd will not EXPUNGE other people's deleted mail: use mode: flag"
             )
-        self._call("STORE", lambda: self._client.add_flags(list(uids), [imapclient.DELETED]))
+        self._add_flags(uids, [imapclient.DELETED])
         self._call("UID EXPUNGE", lambda: self._client.uid_expunge(list(uids)))
 
     def add_keywords(self, uids: Sequence[int], keywords: Sequence[str]) -> None:
         if uids:
-            self._call("STORE", lambda: self._client.add_flags(list(uids), list(keywords)))
+            self._add_flags(uids, keywords)
+
+    def _add_flags(self, uids: Sequence[int], flags: Sequence[str | bytes]) -> None:
+        # Silent: the server tells of our own change neither now nor as news later.
+        self._call("STORE", lambda: self._client.add_flags(list(uids), list(flags), silent=True))
 
     def append(self, folder: str, raw: bytes, flags: Sequence[str] = ()) -> None:
         self._call("APPEND", lambda: self._client.append(folder, raw, flags=list(flags)))

@@ -272,7 +272,8 @@ class _Decided:
 
 
 class FolderWatcher:
-    NEWS: tuple[str, ...] = ("EXISTS",)  # changes that call for another sync: mail arriving
+    # Changes that call for another sync: mail arriving, keywords set (FETCH).
+    NEWS: tuple[str, ...] = ("EXISTS", "FETCH")
 
     def __init__(
         self,
@@ -662,7 +663,7 @@ class JunkWatcher(FolderWatcher):
     Trash or for nowhere teaches nothing. The folder is found on connecting.
     """
 
-    NEWS = ("EXISTS", "EXPUNGE")  # mail put in or taken out
+    NEWS = ("EXISTS", "EXPUNGE", "FETCH")  # mail put in or taken out, keywords set
 
     def __init__(self, account: Account, **kwargs: Any) -> None:
         super().__init__(account, "", **kwargs)
@@ -686,14 +687,16 @@ class JunkWatcher(FolderWatcher):
             self._state.update_junk_items(
                 name, status.uidvalidity, added, [], mark=last, folder=junk
             )
-        self.learn_keywords(mailbox, status.uidvalidity, learning.NOT_JUNK_KEYWORDS, "ham", set())
         for uid in gone:
             self._departed(mailbox, junk, *known[uid])
         self._state.update_junk_items(name, status.uidvalidity, [], gone, mark=None, folder=junk)
         if gone:
-            again = mailbox.select(junk)  # locating departures selected other folders
-            if again.uidnext != status.uidnext:  # mail came in meanwhile: look again
+            # Locating departures selected other folders: what happened in Junk
+            # meanwhile is not told on selecting it again.
+            again = mailbox.select(junk)
+            if again.uidnext != status.uidnext:  # mail came in: look again
                 self.wake.set()
+        self.learn_keywords(mailbox, status.uidvalidity, learning.NOT_JUNK_KEYWORDS, "ham", set())
         self.health.last_sync = time.time()
 
     def _arrived(

@@ -412,6 +412,31 @@ def test_the_imap_library_never_traces_bodies_or_passwords(
     assert mailbox.password not in traced
 
 
+def test_keywords_another_client_sets_are_news_even_after_a_fetch(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    # A FETCH reply also carries the server's notice of another client's keyword
+    # change; the notice must outlive it, or a sync would swallow it unseen.
+    for path in HAM[:2]:
+        mailbox.append(path.read_bytes())
+    connection = Connection.open(spamd_config(tmp_path, mailbox.settings()).accounts[0])
+    try:
+        connection.select("INBOX")
+        first, second = connection.uids_after(0)
+        connection.add_keywords([first], ["$NotJunk"])  # our own change is not news
+        connection.fetch([first], 4096)
+        assert not connection.reported(("FETCH",))
+        mailbox.client.select_folder("INBOX")
+        mailbox.client.add_flags([second], ["Junk"])  # another client's is
+        connection.fetch([first], 4096)
+        assert connection.reported(("FETCH",))
+        assert not connection.reported(("EXISTS", "EXPUNGE"))
+        connection.select("INBOX")
+        assert not connection.reported(("FETCH",))
+    finally:
+        connection.logout()
+
+
 def test_mail_arriving_during_a_sync_is_handled_without_waiting_for_news(
     mailbox: Box, tmp_path: Path
 ) -> None:

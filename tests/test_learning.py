@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +265,37 @@ def test_deleting_or_trashing_junk_teaches_nothing(mailbox: Box, tmp_path: Path)
         wait_until(lambda: len(events.named("left_junk")) == 2)
     assert events.named("correction") == []
     assert {e["to"] for e in events.named("left_junk")} == {None}
+
+
+def test_not_junk_set_while_departures_are_located_is_learned(mailbox: Box, tmp_path: Path) -> None:
+    # Locating mail that left Junk selects other folders; a keyword set in Junk
+    # meanwhile is not told on selecting it again, so Junk is searched afterwards.
+    pending = [True]
+
+    class KeywordDuringLocate(Connection):
+        def locate(self, message_id: str, skip: Collection[str]) -> tuple[str, int] | None:
+            found = super().locate(message_id, skip)
+            if pending:
+                pending.clear()
+                other = Box(mailbox.server, mailbox.user, mailbox.password, mailbox.tmp)
+                with contextlib.closing(other):
+                    other.client.select_folder("Junk")
+                    other.client.add_flags(other.client.search("ALL"), ["$NotJunk"])
+            return found
+
+    config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 3600})
+    with running_service(config, connect=KeywordDuringLocate.open) as (service, events):
+        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        for path in SPAM[:2]:
+            mailbox.append(path.read_bytes())
+        wait_until(lambda: len(events.named("arrived_in_junk")) == 2)
+        client = mailbox.client
+        client.select_folder("Junk")
+        client.delete_messages(client.search("ALL")[:1])
+        client.expunge()
+        wait_until(lambda: not pending and events.named("correction"), timeout=10)
+    (event,) = events.named("correction")
+    assert (event["label"], event["how"]) == ("ham", "keyword")
 
 
 def test_junk_keywords_set_by_a_client_are_labels(mailbox: Box, tmp_path: Path) -> None:
