@@ -267,6 +267,19 @@ class Connection:
     def search_header(self, name: str, value: str) -> list[int]:
         return sorted(self._call("SEARCH", lambda: self._client.search(["HEADER", name, value])))
 
+    def search_size(self, size: int) -> list[int]:
+        """UIDs in the selected folder of messages of exactly `size` bytes."""
+        criteria = ["LARGER", size - 1, "SMALLER", size + 1]
+        return sorted(self._call("SEARCH", lambda: self._client.search(criteria)))
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """The size in bytes (RFC822.SIZE) of each of these UIDs still in the folder."""
+        out: dict[int, int] = {}
+        for chunk in _chunks(uids, FETCH_CHUNK):
+            data = self._call("FETCH", partial(self._client.fetch, chunk, ["RFC822.SIZE"]))
+            out.update((uid, int(item[b"RFC822.SIZE"])) for uid, item in data.items())
+        return out
+
     def fetch(self, uids: Sequence[int], max_bytes: int) -> list[Fetched]:
         """The first `max_bytes` of each message (never marking it \\Seen)."""
         part = f"BODY.PEEK[]<0.{max_bytes}>"

@@ -60,6 +60,8 @@ class Mailbox(Protocol):
     def uids_since(self, day: date | None) -> list[int]: ...
     def existing(self, uids: Sequence[int]) -> set[int]: ...
     def search_header(self, name: str, value: str) -> list[int]: ...
+    def search_size(self, size: int) -> list[int]: ...
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]: ...
     def search_keywords(self, keywords: Sequence[str]) -> list[int]: ...
     def locate(self, message_id: str, skip: Collection[str]) -> tuple[str, int] | None: ...
     def fetch(self, uids: Sequence[int], max_bytes: int) -> list[Fetched]: ...
@@ -117,9 +119,13 @@ class Reading:
     error: str = ""  # set when the message could not be read: then leave it alone
 
 
+def content_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
 def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True) -> Reading:
     """Score a message; `fingerprint=False` leaves out its fingerprint (see `Memory.remembers`)."""
-    digest = hashlib.sha256(raw).hexdigest()[:32]
+    digest = content_hash(raw)
     try:
         parsed = parse(raw, max_bytes)
         channels = {*scorer.channels, *(learning.FINGERPRINT_CHANNELS if fingerprint else ())}
@@ -619,18 +625,31 @@ class FolderWatcher:
         to_copy = [d for d in moves if d.status != "copying"]
         if copied_before:
             # A crash may have come after the COPY: copy again only what Junk lacks.
-            mailbox.select(junk)
-            in_junk = {
-                d.uid
-                for d in copied_before
-                if d.message_id and mailbox.search_header("Message-ID", d.message_id)
-            }
-            mailbox.select(self.folder)
+            in_junk = self._copied(mailbox, junk, copied_before)
             to_copy += [d for d in copied_before if d.uid not in in_junk]
         if to_copy:
             self._state.set_status(to_copy, "copying")
             mailbox.copy([d.uid for d in to_copy], junk)
         mailbox.delete([d.uid for d in moves])
+
+    def _copied(self, mailbox: Mailbox, junk: str, decisions: Sequence[Decision]) -> set[int]:
+        """Which of these messages Junk holds already: found by Message-ID, or, for
+        mail without one, among Junk's messages of the same size by content."""
+        sizes = mailbox.sizes([d.uid for d in decisions if not d.message_id])
+        mailbox.select(junk)
+        found = set()
+        for d in decisions:
+            if d.message_id:
+                if mailbox.search_header("Message-ID", d.message_id):
+                    found.add(d.uid)
+            elif d.uid in sizes:
+                candidates = mailbox.fetch(
+                    mailbox.search_size(sizes[d.uid]), self.account.fetch_bytes
+                )
+                if any(content_hash(m.raw) == d.content_hash for m in candidates):
+                    found.add(d.uid)
+        mailbox.select(self.folder)
+        return found
 
     def finish_unfinished(self, mailbox: Mailbox, junk: str, uidvalidity: int) -> None:
         """Carry out decisions recorded but not acted on before a crash or a cut connection."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -318,6 +319,34 @@ def test_a_scan_cut_short_is_finished_by_the_next_scan(mailbox: Box, tmp_path: P
     assert mailbox.count("Junk") == 2
     assert mailbox.count("INBOX") == 1
     assert mailbox.total() == 3
+
+
+class CutAfterCopy(Connection):
+    """A real connection that drops once the server has carried out a COPY, before
+    spamd hears back: whether the copy exists is then unknown."""
+
+    def copy(self, uids: Sequence[int], folder: str) -> None:
+        super().copy(uids, folder)
+        self.close()
+        raise TransientMailboxError("injected: connection cut after COPY")
+
+
+def test_a_copy_cut_short_is_never_copied_twice_with_or_without_a_message_id(
+    tmp_path: Path,
+) -> None:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(sandbox.running({"u": "p"}, hide=("MOVE",)))
+        box = stack.enter_context(contextlib.closing(Box(server, "u", "p", tmp_path)))
+        box.append(SPAM[0].read_bytes())
+        anonymous = re.sub(rb"(?im)^message-id:.*\n", b"", SPAM[1].read_bytes(), count=1)
+        assert b"message-id" not in anonymous.lower()
+        box.append(anonymous)
+        config = spamd_config(tmp_path, box.settings())
+        with pytest.raises(TransientMailboxError):
+            scan_inbox(config, progress=lambda n: None, connect=CutAfterCopy.open)
+        assert (box.count("INBOX"), box.count("Junk")) == (2, 2)  # copied, not expunged
+        assert scan_inbox(config, progress=lambda n: None) == {}  # nothing classified again
+        assert (box.count("INBOX"), box.count("Junk")) == (0, 2)
 
 
 def _uidvalidity(box: Box) -> int:
