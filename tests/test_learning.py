@@ -23,7 +23,7 @@ from spamd.imap import Connection
 from spamd.learning import Correction, Fingerprints, fingerprint
 from spamd.message import parse
 from spamd.scorer import Scorer
-from spamd.service import LiveModel, state_path
+from spamd.service import LiveModel, Service, state_path
 from spamd.state import State
 from spamd.versions import BASE, ModelStore
 from spamd.watcher import FolderWatcher, Memory, Readings, read_all
@@ -249,16 +249,21 @@ def test_mail_the_user_junks_is_learned_and_its_copies_follow(mailbox: Box, tmp_
     assert mailbox.total() == 2
 
 
+def two_spam_in_junk(box: Box, service: Service, events: Events) -> list[int]:
+    """Deliver two spam once the Junk watcher is ready; their UIDs in Junk (selected)."""
+    wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+    for path in SPAM[:2]:
+        box.append(path.read_bytes())
+    wait_until(lambda: len(events.named("arrived_in_junk")) == 2)
+    box.client.select_folder("Junk")
+    return list(box.client.search("ALL"))
+
+
 def test_deleting_or_trashing_junk_teaches_nothing(mailbox: Box, tmp_path: Path) -> None:
     config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 3600})
     with running_service(config) as (service, events):
-        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
-        for path in SPAM[:2]:
-            mailbox.append(path.read_bytes())
-        wait_until(lambda: len(events.named("arrived_in_junk")) == 2)
+        first, second = two_spam_in_junk(mailbox, service, events)
         client = mailbox.client
-        client.select_folder("Junk")
-        first, second = client.search("ALL")
         client.move([first], "Trash")
         client.delete_messages([second])
         client.expunge()
@@ -285,14 +290,9 @@ def test_not_junk_set_while_departures_are_located_is_learned(mailbox: Box, tmp_
 
     config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 3600})
     with running_service(config, connect=KeywordDuringLocate.open) as (service, events):
-        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
-        for path in SPAM[:2]:
-            mailbox.append(path.read_bytes())
-        wait_until(lambda: len(events.named("arrived_in_junk")) == 2)
-        client = mailbox.client
-        client.select_folder("Junk")
-        client.delete_messages(client.search("ALL")[:1])
-        client.expunge()
+        first, _ = two_spam_in_junk(mailbox, service, events)
+        mailbox.client.delete_messages([first])
+        mailbox.client.expunge()
         wait_until(lambda: not pending and events.named("correction"), timeout=10)
     (event,) = events.named("correction")
     assert (event["label"], event["how"]) == ("ham", "keyword")
