@@ -274,36 +274,29 @@ class Connection:
 
     def sizes(self, uids: Sequence[int]) -> dict[int, int]:
         """The size in bytes (RFC822.SIZE) of each of these UIDs still in the folder."""
-        out: dict[int, int] = {}
-        for chunk in _chunks(uids, FETCH_CHUNK):
-            data = self._call("FETCH", partial(self._client.fetch, chunk, ["RFC822.SIZE"]))
-            out.update((uid, int(item[b"RFC822.SIZE"])) for uid, item in data.items())
-        return out
+        return {uid: int(item[b"RFC822.SIZE"]) for uid, item in self._fetched(uids, "RFC822.SIZE")}
 
     def fetch(self, uids: Sequence[int], max_bytes: int) -> list[Fetched]:
         """The first `max_bytes` of each message (never marking it \\Seen)."""
-        part = f"BODY.PEEK[]<0.{max_bytes}>"
-        out: list[Fetched] = []
-        for chunk in _chunks(uids, FETCH_CHUNK):
-            data = self._call("FETCH", partial(self._client.fetch, chunk, [part]))
-            for uid in chunk:
-                item = data.get(uid)
-                if item is None:  # expunged meanwhile
-                    continue
-                raw = item.get(b"BODY[]<0>", item.get(b"BODY[]", b"")) or b""
-                out.append(Fetched(uid, bytes(raw)))
-        return out
+        return [
+            Fetched(uid, bytes(item.get(b"BODY[]<0>", item.get(b"BODY[]", b"")) or b""))
+            for uid, item in self._fetched(uids, f"BODY.PEEK[]<0.{max_bytes}>")
+        ]
 
     def fetch_message_ids(self, uids: Sequence[int]) -> dict[int, str]:
-        part = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
         out: dict[int, str] = {}
-        for chunk in _chunks(uids, FETCH_CHUNK):
-            data = self._call("FETCH", partial(self._client.fetch, chunk, [part]))
-            for uid, item in data.items():
-                header = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER")), b"")
-                _, _, value = bytes(header or b"").decode("ascii", "replace").partition(":")
-                out[uid] = value.strip()
+        for uid, item in self._fetched(uids, "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"):
+            header = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER")), b"")
+            _, _, value = bytes(header or b"").decode("ascii", "replace").partition(":")
+            out[uid] = value.strip()
         return out
+
+    def _fetched(self, uids: Sequence[int], item: str) -> Iterator[tuple[int, dict[bytes, Any]]]:
+        """(UID, its data) for each of these UIDs still in the folder, in their order:
+        one FETCH of `item` per chunk of UIDs."""
+        for chunk in _chunks(uids, FETCH_CHUNK):
+            data = self._call("FETCH", partial(self._client.fetch, chunk, [item]))
+            yield from ((uid, data[uid]) for uid in chunk if uid in data)  # else: expunged
 
     @property
     def has_move(self) -> bool:
