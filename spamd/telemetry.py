@@ -52,6 +52,18 @@ class Telemetry:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.threshold = Gauge(
+            "spamd_account_threshold", "Score at or above which mail is junked", ["account"],
+            registry=r,
+        )  # fmt: skip
+        self.move_at = Gauge(
+            "spamd_account_move_at", "Score at or above which junked mail is moved (cautious: "
+            "higher than the threshold)", ["account"], registry=r,
+        )  # fmt: skip
+        self.calibration_sample = Gauge(
+            "spamd_account_calibration_messages", "Own messages the threshold was set on",
+            ["account", "label"], registry=r,
+        )  # fmt: skip
         self.model = Info("spamd_model", "The live model", registry=r)
         self.up_since = Gauge("spamd_start_time_seconds", "When spamd started", registry=r)
         self.up_since.set(time.time())
@@ -87,6 +99,8 @@ class Telemetry:
             self.retrains.labels("promoted" if event.get("promoted") else "refused").inc()
         elif name == "retrain_failed":
             self.retrains.labels("failed").inc()
+        elif name in ("calibrated", "calibration_refused"):
+            self._calibration(account, event)
         elif name == "model_swapped":
             self.set_model(str(event.get("new", "")))
         if method in ("error", "exception", "critical", "warning"):
@@ -104,6 +118,12 @@ class Telemetry:
         self._count_today("decisions")
         if verdict == "spam":
             self._count_today("junked")
+
+    def _calibration(self, account: str, event: MutableMapping[str, Any]) -> None:
+        self.threshold.labels(account).set(float(event.get("threshold", 0.0)))
+        self.move_at.labels(account).set(float(event.get("move_at", 0.0)))
+        for label, key in (("ham", "ham"), ("spam", "spam")):
+            self.calibration_sample.labels(account, label).set(float(event.get(key, 0)))
 
     def _connected_again(self, account: str, folder: str) -> None:
         with self._lock:
