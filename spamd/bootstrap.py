@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain, zip_longest
 
-from spamd import learning
+from spamd import calibration, learning
 from spamd.config import Account, Config
 from spamd.learning import Correction
 from spamd.retrain import Outcome, retrain
@@ -33,6 +33,7 @@ from spamd.versions import ModelStore
 from spamd.watcher import Mailbox, correction, read
 
 DEFAULT_LIMIT = 500  # messages per class
+CALIBRATION_LIMIT = 1000  # newest kept and junked messages scored to calibrate an account
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +131,33 @@ def run(
         folders=tuple(dict.fromkeys(c.folder for c in labels if c.label == "ham")),
         outcome=outcome,
     )
+
+
+def calibrate(
+    mailbox: Mailbox, account: Account, scorer: Scorer, limit: int = CALIBRATION_LIMIT
+) -> calibration.Calibration:
+    """The account's threshold from the scores of its newest kept mail (ham) and
+    Junk (spam), at most `limit` of each; raises CalibrationError on too little."""
+    junk = mailbox.find_junk()
+    kept = mailbox.other_folders({junk}, received_only=True)
+    ham = _newest(mailbox, sorted(kept, key=lambda f: f not in account.folders))[:limit]
+    spam = _newest(mailbox, [junk])[:limit]
+    return calibration.calibrate(
+        _scores(mailbox, account, scorer, ham),
+        _scores(mailbox, account, scorer, spam),
+        scorer.metadata.fp_budget,
+    )
+
+
+def _scores(
+    mailbox: Mailbox, account: Account, scorer: Scorer, picked: Sequence[tuple[str, int, int]]
+) -> list[float]:
+    scores: list[float] = []
+    for folder in dict.fromkeys(f for f, _, _ in picked):
+        status = mailbox.examine(folder)
+        uids = sorted(uid for f, v, uid in picked if f == folder and v == status.uidvalidity)
+        for message in mailbox.fetch(uids, account.fetch_bytes):
+            reading = read(message.raw, scorer, account.fetch_bytes)
+            if not reading.error:
+                scores.append(reading.score)
+    return scores

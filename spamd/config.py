@@ -104,6 +104,7 @@ class Account:
     scan_existing: bool = False
     fetch_bytes: int = DEFAULT_FETCH_BYTES
     set_keywords: bool = False
+    calibrate: bool = False  # set the threshold from the account's own kept and junked mail
     allow: tuple[str, ...] = ()  # sender addresses or domains never junked
     block: tuple[str, ...] = ()  # sender addresses or domains always junked
     timeout: float = 60.0  # seconds for connecting and for each command
@@ -247,6 +248,7 @@ def _account(s: _Section, base: Path) -> Account:
         scan_existing=s.boolean("scan_existing", default=False),
         fetch_bytes=s.integer("fetch_bytes", DEFAULT_FETCH_BYTES, minimum=1024),
         set_keywords=s.boolean("set_keywords", default=False),
+        calibrate=s.boolean("calibrate", default=False),
         allow=tuple(x.lower() for x in s.strings("allow", [])),
         block=tuple(x.lower() for x in s.strings("block", [])),
         timeout=s.number("timeout", 60.0, minimum=1.0),
@@ -353,8 +355,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "password_file", "password_env", "password_command", "auth", "oauth2_token",
         "oauth2_token_file", "oauth2_token_env", "oauth2_token_command", "folders",
         "junk_folder", "mode",
-        "idle", "poll_interval", "scan_existing", "fetch_bytes", "set_keywords", "allow",
-        "block", "timeout",
+        "idle", "poll_interval", "scan_existing", "fetch_bytes", "set_keywords", "calibrate",
+        "allow", "block", "timeout",
     ),
 }  # fmt: skip
 

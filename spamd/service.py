@@ -7,6 +7,7 @@ file, APScheduler) to the pure core and the watchers.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import multiprocessing
 import signal
@@ -23,10 +24,11 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from spamd import calibration, systemd
 from spamd import config as config_lib
 from spamd import scorer as scorer_lib
 from spamd import state as state_lib
-from spamd import systemd
+from spamd.calibration import Calibration
 from spamd.config import Account, Config
 from spamd.errors import SpamdError
 from spamd.imap import Connection
@@ -128,10 +130,17 @@ class Service:
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self._retrain_lock = threading.Lock()
         self._retrain_again = threading.Event()
+        self.memories: dict[str, Memory] = {}  # accounts that calibrate, by name
 
     def start(self) -> None:
+        calibrating: list[tuple[Account, Memory]] = []
         for account in self.config.accounts:
             memory = Memory(account.name, self.state, self._log, on_learned=self._learned)
+            if account.calibrate:
+                memory.calibration = self._stored_calibration(account)
+                if memory.calibration.ham == 0:
+                    calibrating.append((account, memory))
+                self.memories[account.name] = memory
             common: dict[str, Any] = {
                 "connect": self._connect,
                 "model": self.model,
@@ -179,6 +188,12 @@ class Service:
             )
             thread.start()
             self._threads.append(thread)
+        for account, memory in calibrating:
+            thread = threading.Thread(
+                target=self._calibrate, args=(account, memory), name=f"{account.name}/calibrate"
+            )
+            thread.start()
+            self._threads.append(thread)
         self._log.info(
             "started",
             accounts=len(self.config.accounts),
@@ -207,6 +222,42 @@ class Service:
         else:
             self.state.close()
         self._log.info("stopped_all")
+
+    def _stored_calibration(self, account: Account) -> Calibration:
+        """The account's calibration from an earlier start, else cautious around the model's."""
+        path = calibration_path(self.config, account.name)
+        try:
+            stored = calibration.from_json(path.read_text(), str(path))
+        except FileNotFoundError:
+            return calibration.uncalibrated(self.model().threshold)
+        except (OSError, SpamdError) as exc:
+            self._log.warning("calibration_unreadable", account=account.name, error=str(exc))
+            return calibration.uncalibrated(self.model().threshold)
+        self._log.info("calibrated", account=account.name, stored=True, **_fields(stored))
+        return stored
+
+    def _calibrate(self, account: Account, memory: Memory) -> None:
+        """Thread: score the account's newest kept mail and Junk and set its threshold
+        (`bootstrap.calibrate`); on too little mail the account stays cautious."""
+        from spamd import bootstrap  # noqa: PLC0415 - bootstrap imports this module
+
+        try:
+            mailbox = self._connect(account)
+            try:
+                found = bootstrap.calibrate(mailbox, account, self.model())
+            finally:
+                mailbox.logout()
+        except SpamdError as exc:  # too little mail, or the server failed: stay cautious
+            self._log.warning(
+                "calibration_refused", account=account.name, error=str(exc)[:300],
+                **_fields(memory.calibration),
+            )  # fmt: skip
+            return
+        path = calibration_path(self.config, account.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(calibration.to_json(found))
+        memory.calibration = found
+        self._log.info("calibrated", account=account.name, stored=False, **_fields(found))
 
     def _learned(self, correction: Correction) -> None:
         """A user corrected spamd: retrain once corrections stop coming for a moment."""
@@ -280,6 +331,9 @@ class Service:
                 "failures": h.failures,
                 "last_error": h.last_error[:300],
             }
+        for name, memory in self.memories.items():
+            if name in accounts:
+                accounts[name]["calibration"] = _fields(memory.calibration)
         healthy = all(a["connected"] for a in accounts.values())
         return healthy, {"accounts": accounts, "model_version": self.model().version}
 
@@ -296,6 +350,26 @@ class Service:
 
     def _all_watchers(self) -> list[FolderWatcher]:
         return [*self.watchers, *self.junk_watchers]
+
+
+def calibration_path(config: Config, account: str) -> Path:
+    digest = hashlib.sha256(account.encode()).hexdigest()[:16]
+    return config.state_dir / "calibration" / f"{digest}.json"
+
+
+def _fields(cal: Calibration | None) -> dict[str, Any]:
+    """A calibration as log fields (and /healthz): rounded, with whether it is cautious."""
+    if cal is None:
+        return {}
+    return {
+        "threshold": round(cal.threshold, 4),
+        "move_at": round(cal.move_at, 4),
+        "ham": cal.ham,
+        "spam": cal.spam,
+        "fpr_bound": round(cal.fpr_bound, 5),
+        "spam_caught": round(cal.spam_caught, 4) if cal.spam_caught == cal.spam_caught else None,
+        "cautious": cal.cautious,
+    }
 
 
 def _name(watcher: FolderWatcher) -> str:

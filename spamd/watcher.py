@@ -24,6 +24,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from spamd import learning, policy
+from spamd.calibration import Calibration
 from spamd.config import Account, Mode
 from spamd.errors import AuthError, MailboxError, TransientMailboxError
 from spamd.features import extract
@@ -163,6 +164,7 @@ class Memory:
         self._lock = threading.Lock()
         self._fingerprints = learning.Fingerprints(state.fingerprints(account))
         self._senders = state.senders_junked(account, learning.SENDER_JUNKED_AFTER)
+        self.calibration: Calibration | None = None  # the account's own threshold, once set
 
     @property
     def remembers(self) -> bool:
@@ -201,15 +203,17 @@ class Memory:
         with self._lock:
             remembered = self._fingerprints.match(reading.fingerprint)
             sender_junked = reading.sender in self._senders
+        calibrated = self.calibration
         return policy.decide(
             reading.score,
-            threshold,
+            calibrated.threshold if calibrated else threshold,
             reading.sender,
             mode=mode,
             allow=allow,
             block=block,
             remembered=remembered,
             sender_junked=sender_junked,
+            move_at=calibrated.move_at if calibrated else 0.0,
         )
 
 
