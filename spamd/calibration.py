@@ -36,7 +36,10 @@ from spamd.errors import CalibrationError
 MIN_HAM = 200  # kept messages needed at all: the bound is then 1/201 = 0.5 %
 MIN_SPAM = 20  # junked messages needed to see what the threshold costs in recall
 CAUTIOUS_MARGIN = 2.0  # log-odds between flagging and moving while the sample is small
-MIN_THRESHOLD = 0.5  # never junk on a coin flip
+# Never below this, however low the sample's ham scores: scores of a sample that the
+# model separates cleanly (out of fold, or the cross-fitted scores of a personal layer)
+# understate what new mail will score. The shipped model's floor too (`model.train`).
+MIN_THRESHOLD = 0.9
 
 
 @dataclass(frozen=True, slots=True)

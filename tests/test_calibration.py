@@ -61,9 +61,10 @@ def test_a_bigger_sample_is_no_longer_cautious() -> None:
     ).cautious
 
 
-def test_the_threshold_never_drops_below_a_coin_flip() -> None:
-    cal = calibration.calibrate(np.full(3000, 0.01), np.full(50, 0.9), BUDGET)
-    assert cal.threshold == calibration.MIN_THRESHOLD
+def test_the_threshold_never_drops_below_the_models_floor() -> None:
+    cal = calibration.calibrate(np.full(3000, 0.01), np.full(50, 0.95), BUDGET)
+    assert cal.threshold == calibration.MIN_THRESHOLD == 0.9
+    assert cal.spam_caught == 1.0
 
 
 def test_an_uncalibrated_account_flags_around_the_model_threshold() -> None:
