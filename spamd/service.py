@@ -331,10 +331,10 @@ class Service:
                 "failures": h.failures,
                 "last_error": h.last_error[:300],
             }
+        healthy = all(a["connected"] for a in accounts.values())
         for name, memory in self.memories.items():
             if name in accounts:
                 accounts[name]["calibration"] = _fields(memory.calibration)
-        healthy = all(a["connected"] for a in accounts.values())
         return healthy, {"accounts": accounts, "model_version": self.model().version}
 
     def summary(self) -> str:
