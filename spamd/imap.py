@@ -232,8 +232,10 @@ class Connection:
         except TransientMailboxError:
             raise
         except MailboxError as exc:
-            if "ALREADYEXISTS" in str(exc).upper():  # another connection of ours made it
-                return JunkFolder(junk.name, junk.how, exists=True)
+            # Another connection of ours may have made it meanwhile (Dovecot says
+            # [ALREADYEXISTS], Cyrus only "Mailbox already exists"): look again.
+            if layout.match_folder(junk.name, self.listing()) == junk.name:
+                return JunkFolder(junk.name, f"{junk.how}: made meanwhile", exists=True)
             raise SetupError(
                 f"{self.account.name}: the server refused to create the Junk folder "
                 f"{junk.name!r} ({exc})",
