@@ -1,4 +1,5 @@
-"""The daemon's story on every server layout of the field (tests/sandbox.py `LAYOUTS`).
+"""The daemon's story on every server layout of the field (tests/sandbox.py `LAYOUTS`),
+and on Debian's Cyrus IMAP where it can run (tests/cyrus.py).
 
 Each layout gets its own Dovecot; on each, spamd runs the same story: mail is
 delivered and spam goes to that server's Junk folder (or is flagged where the
@@ -13,6 +14,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import imapclient
 import pytest
@@ -22,12 +24,21 @@ from spamd.imap import Connection
 from spamd.service import LiveModel, state_path
 from spamd.state import State
 from spamd.watcher import FolderWatcher
+from tests import cyrus
 from tests.conftest import HAM, SPAM, Box, Events, running_service, spamd_config, wait_until
 from tests.sandbox import LAYOUTS, Dovecot, Layout, running
 
 
-@pytest.fixture(scope="module", params=LAYOUTS, ids=str)
-def server(request: pytest.FixtureRequest) -> Iterator[Dovecot]:
+@pytest.fixture(scope="module", params=[*LAYOUTS, cyrus.LAYOUT], ids=str)
+def server(request: pytest.FixtureRequest) -> Iterator[Dovecot | cyrus.Cyrus]:
+    """A Dovecot laid out as each of `LAYOUTS`, and a Cyrus as Debian configures it."""
+    if request.param is cyrus.LAYOUT:
+        why = cyrus.unavailable()
+        if why:
+            pytest.skip(why)
+        with cyrus.running({"u": "p"}) as started_cyrus:
+            yield started_cyrus
+        return
     with running({"u": "p"}, request.param) as started:
         yield started
 
@@ -92,11 +103,11 @@ def flagged(box: Box) -> int:
     return len(box.client.search(["KEYWORD", "$Junk"]))
 
 
-def test_the_story_on_every_layout(server: Dovecot, tmp_path: Path) -> None:
+def test_the_story_on_every_layout(server: Dovecot | cyrus.Cyrus, tmp_path: Path) -> None:
     layout: Layout = server.layout
     moves = not {"MOVE", "UIDPLUS"} <= set(layout.hide)
     junk = layout.junk
-    box = Box(server, "u", "p", tmp_path)
+    box = Box(cast(Dovecot, server), "u", "p", tmp_path)  # a Box needs only its imap_port
     settings = box.settings(poll_interval=1)
     config = spamd_config(tmp_path, settings, learning={"retrain_delay": 3600})
     delivered = [*HAM[:2], *SPAM[:2]]
