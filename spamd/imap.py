@@ -369,10 +369,6 @@ class Connection:
             yield from ((uid, data[uid]) for uid in chunk if uid in data)  # else: expunged
 
     @property
-    def has_move(self) -> bool:
-        return "MOVE" in self.capabilities
-
-    @property
     def move_method(self) -> layout.MoveMethod:
         return layout.move_method(self.capabilities)
 

@@ -52,8 +52,6 @@ class Mailbox(Protocol):
     @property
     def has_idle(self) -> bool: ...
     @property
-    def has_move(self) -> bool: ...
-    @property
     def move_method(self) -> MoveMethod: ...
 
     def listing(self) -> Listing: ...
@@ -89,7 +87,7 @@ class Health:
     connected: bool = False
     last_sync: float = 0.0  # time.time() of the last completed sync
     last_error: str = ""
-    setup_error: str = ""  # the fix for a SetupError, while it lasts
+    setup_error: str = ""  # a SetupError (with its fix), while it lasts
     failures: int = 0  # consecutive
     junk_folder: str = ""
     idle: bool = False
@@ -388,7 +386,7 @@ class FolderWatcher:
         backoff.failures += 1
         delay = SETUP_RETRY * self._rng.uniform(0.9, 1.0)
         self.health.last_error, self.health.failures = str(exc), backoff.failures
-        self.health.setup_error = exc.fix
+        self.health.setup_error = str(exc)
         self._log.error("setup_error", error=str(exc), fix=exc.fix, retry_in=round(delay, 1))
         return delay
 
@@ -692,7 +690,7 @@ class FolderWatcher:
                 self._copy_then_delete(mailbox, junk, [d for d in moves if d.uid not in fresh])
         elif method == "copy":
             self._copy_then_delete(mailbox, junk, moves)
-        elif method == "flag":  # decided as moves before the server lost MOVE and UIDPLUS
+        else:  # "flag": decided as moves before the server lost MOVE and UIDPLUS
             self._keyword(mailbox, moves, JUNK_KEYWORD)
             copied = [d.uid for d in moves if d.status == Status.COPYING]
             if copied:
