@@ -17,17 +17,15 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import imapclient
 
-from spamd.sandbox import SandboxError, free_port
+from spamd.sandbox import SandboxError, free_port, greeted
 from tests.sandbox import Layout
 
 PACKAGES = Path(__file__).resolve().parent.parent / ".cyrus"  # made by scripts/cyrus
@@ -90,16 +88,8 @@ class Cyrus:
         return self
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                break
-            try:
-                with socket.create_connection(("127.0.0.1", self.imap_port), timeout=1) as sock:
-                    if sock.recv(100).startswith(b"* OK"):
-                        return
-            except OSError:
-                time.sleep(0.05)
+        if greeted(self.imap_port, self.process, timeout):
+            return
         output = (self.root / "master.out").read_text(errors="replace")[-2000:]
         raise SandboxError(f"cyrus did not start:\n{output}")
 

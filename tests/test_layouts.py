@@ -11,7 +11,6 @@ after a restart. Through it all, every message exists exactly once.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import cast
@@ -21,11 +20,18 @@ import pytest
 
 from spamd.errors import TransientMailboxError
 from spamd.imap import Connection
-from spamd.service import LiveModel, state_path
+from spamd.service import state_path
 from spamd.state import State
-from spamd.watcher import FolderWatcher
 from tests import cyrus
-from tests.conftest import HAM, SPAM, Box, Events, running_service, spamd_config, wait_until
+from tests.conftest import (
+    HAM,
+    SPAM,
+    Box,
+    inbox_watcher,
+    running_service,
+    spamd_config,
+    wait_until,
+)
 from tests.sandbox import LAYOUTS, Dovecot, Layout, running
 
 
@@ -142,15 +148,7 @@ def test_the_story_on_every_layout(server: Dovecot | cyrus.Cyrus, tmp_path: Path
         box.append(path.read_bytes())
     delivered += SPAM[2:4]
     state = State(state_path(config))
-    folder = FolderWatcher(
-        config.accounts[0],
-        "INBOX",
-        connect=CutAfterServerAction.open,
-        model=LiveModel(config.model_path, Events.logger()),
-        state=state,
-        log=Events.logger(),
-        stop=threading.Event(),
-    )
+    folder = inbox_watcher(config, state, CutAfterServerAction.open)
     cut = CutAfterServerAction.open(config.accounts[0])
     with pytest.raises(TransientMailboxError):
         folder.sync(cut, folder.prepare(cut))
