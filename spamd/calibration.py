@@ -57,12 +57,6 @@ class Calibration:
     def cautious(self) -> bool:
         return self.move_at > self.threshold
 
-    def action(self, score: float) -> str:
-        """``move``, ``flag`` or ``keep`` for a score."""
-        if score >= self.move_at:
-            return "move"
-        return "flag" if score >= self.threshold else "keep"
-
 
 def uncalibrated(threshold: float) -> Calibration:
     """An account with too little mail of its own: the model's threshold, cautiously."""

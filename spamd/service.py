@@ -190,7 +190,10 @@ class Service:
             self._threads.append(thread)
         for account, memory in calibrating:
             thread = threading.Thread(
-                target=self._calibrate, args=(account, memory), name=f"{account.name}/calibrate"
+                target=self._calibrate,
+                args=(account, memory),
+                name=f"{account.name}/calibrate",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)
