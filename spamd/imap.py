@@ -385,12 +385,17 @@ class Connection:
 
 
 def _login(client: imapclient.IMAPClient, account: Account, secret: Callable[[], str]) -> None:
-    """LOGIN with a password, or SASL XOAUTH2/OAUTHBEARER with an access token. A
-    token is asked for at every connection; one the server rejects is asked for
-    once more (a token helper may have handed out a stale one) before giving up."""
+    """LOGIN with a password (AUTHENTICATE PLAIN when the name or password is not
+    ASCII), or SASL XOAUTH2/OAUTHBEARER with an access token. A token is asked for
+    at every connection; one the server rejects is asked for once more (a token
+    helper may have handed out a stale one) before giving up."""
     if account.auth == "password":
         with _mapped("login", account.name):
-            client.login(account.username, secret())
+            password = secret()
+            if (account.username + password).isascii():
+                client.login(account.username, password)
+            else:  # LOGIN is ASCII only; SASL PLAIN carries UTF-8 (RFC 4616, RFC 6855 s. 5)
+                client.plain_login(account.username, password)
         return
     for attempt in (1, 2):
         try:

@@ -8,13 +8,18 @@ token rule (tests/test_service.py) and secrets in the daemon's output (tests/tes
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import imapclient
 import pytest
+import yaml
 
-from spamd.errors import SpamdError
+from spamd import sandbox
+from spamd.errors import AuthError, SpamdError
 from spamd.imap import Connection
-from tests.conftest import Box, spamd_config
+from tests.conftest import ROOT, Box, new_box, running_service, spamd_config, wait_until
 from tests.reliability.conftest import through
 from tests.reliability.proxy import FaultProxy
 
@@ -53,3 +58,43 @@ def test_secrets_stay_out_of_errors(mailbox: Box, tmp_path: Path) -> None:
     for error in (refused.value, failed.value):
         assert SECRET not in str(error) and SECRET not in repr(error)
     assert "exited with status 3" in str(failed.value)
+
+
+def test_a_non_ascii_password_logs_in_with_check_config_and_run(
+    dovecot: sandbox.Dovecot, tmp_path: Path
+) -> None:
+    password = "Pässwörd-€-日本"  # noqa: S105 - a test value
+    box = new_box(dovecot, "umlaut", tmp_path)
+    box.password = password
+    dovecot.set_users({**dovecot.users, box.user: password})
+    box.close()
+    wait_until(lambda: can_log_in_with_plain(box), timeout=5, what="the new password")
+    config_file = tmp_path / "spamd.yaml"
+    settings = box.settings()
+    config_file.write_text(
+        yaml.safe_dump({"state_dir": str(tmp_path / "state"), "accounts": [settings]}),
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "spamd.cli", "check-config", "--connect", "--config",
+         str(config_file)],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{box.user}: connected to 127.0.0.1:" in done.stdout
+    with running_service(spamd_config(tmp_path, settings)) as (service, events):
+        wait_until(service.all_started)
+        assert service.health()[0], events.named("connection_failed")
+    with pytest.raises(AuthError):  # and a wrong one is a refused login, not a crash
+        Connection.open(spamd_config(tmp_path, box.settings(password="Fälsch")).accounts[0])
+
+
+def can_log_in_with_plain(box: Box) -> bool:
+    client = imapclient.IMAPClient("127.0.0.1", box.server.imap_port, ssl=False)
+    try:
+        client.plain_login(box.user, box.password)
+    except imapclient.exceptions.LoginError:
+        return False
+    finally:
+        client.shutdown()
+    return True
