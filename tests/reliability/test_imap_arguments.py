@@ -32,12 +32,17 @@ def with_message_id(raw: bytes, message_id: str) -> bytes:
     return f"Message-ID: {message_id}\r\n".encode() + b"\n".join(lines)
 
 
-def synced_twice(service: Service) -> None:
+def synced_again(service: Service) -> None:
     """Wait for every Junk watcher to complete a sync begun after now."""
+    before = [w.health.last_sync for w in service.junk_watchers]
     for watcher in service.junk_watchers:
-        before = watcher.health.last_sync
         watcher.wake.set()
-        wait_until(lambda w=watcher, b=before: w.health.last_sync > b, what="a Junk sync")
+    wait_until(
+        lambda: all(
+            w.health.last_sync > b for w, b in zip(service.junk_watchers, before, strict=True)
+        ),
+        what="a Junk sync",
+    )
 
 
 def assert_healthy(service: Service, events: Events) -> None:
@@ -73,7 +78,7 @@ def test_hostile_message_ids_leave_junk_and_are_found(mailbox: Box, tmp_path: Pa
             ),
             what="every departure located in Archive",
         )
-        synced_twice(service)
+        synced_again(service)
         assert_healthy(service, events)
     rescued = [e for e in events.named("correction") if e["how"] == "rescued"]
     assert {e["folder"] for e in rescued} == {"Archive"}
@@ -85,7 +90,7 @@ def test_hostile_message_ids_leave_junk_and_are_found(mailbox: Box, tmp_path: Pa
     finally:
         state.close()
     with started(config) as (service, events):  # after a restart too
-        synced_twice(service)
+        synced_again(service)
         assert_healthy(service, events)
 
 
@@ -105,12 +110,12 @@ def test_a_refused_search_is_logged_once_and_its_row_given_up(mailbox: Box, tmp_
         mailbox.client.move(mailbox.client.search("ALL"), "INBOX")
         mailbox.client.unselect_folder()
         wait_until(lambda: events.named("search_refused"), what="the refused search")
-        synced_twice(service)
-        synced_twice(service)
+        synced_again(service)
+        synced_again(service)
         assert_healthy(service, events)
         assert len(events.named("search_refused")) == 1
         assert "SEARCH failed" in str(events.named("search_refused")[0]["error"])
     with started(config, connect=RefusingSearches.open) as (service, events):
-        synced_twice(service)
+        synced_again(service)
         assert_healthy(service, events)
         assert not events.named("search_refused")
