@@ -214,7 +214,7 @@ def test_daemon_notifies_systemd_serves_metrics_and_health_and_logs_no_secrets(
     try:
         wait_until(lambda: "READY=1" in notes.received, what="READY=1")
         port = next(json.loads(line)["port"] for line in output if '"http_listening"' in line)
-        status, _, health = request(port, "/healthz")
+        status, _, health = request(port, "/healthz", None, **auth)
         assert status == 200
         account = json.loads(health)["accounts"][mailbox.user]
         assert account["connected"] is True and account["junk_folder"] == "Junk"
