@@ -184,7 +184,12 @@ def test_retrain_runs_no_code_from_the_working_directory(
     (shared / "spamd" / "retrain.py").write_text(PLANTED)
     monkeypatch.chdir(shared)
     monkeypatch.setenv("PYTHONPATH", str(shared))
-    account = {"name": "a", "host": "127.0.0.1", "username": "u", "password": "p"}
+    account: dict[str, object] = {
+        "name": "a",
+        "host": "127.0.0.1",
+        "username": "u",
+        "password": "p",
+    }
     config = spamd_config(tmp_path, account, model={"path": str(tmp_path / "missing.joblib")})
     events = Events()
     service = Service(config, log=Events.logger(events), model=LiveModel(SHIPPED_MODEL, events))
