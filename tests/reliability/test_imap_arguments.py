@@ -11,11 +11,14 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from spamd import sandbox
 from spamd.config import Config
 from spamd.imap import Connection
 from spamd.service import Service, state_path
 from spamd.state import State
-from tests.conftest import SPAM, Box, Events, running_service, spamd_config, wait_until
+from tests.conftest import SPAM, Box, Events, new_box, running_service, spamd_config, wait_until
+from tests.reliability.conftest import assert_each_once_and_spam_in_junk, through
+from tests.reliability.proxy import FaultProxy
 
 HOSTILE_IDS = [
     "<grüße-€@example.org>",
@@ -119,3 +122,27 @@ def test_a_refused_search_is_logged_once_and_its_row_given_up(mailbox: Box, tmp_
         synced_again(service)
         assert_healthy(service, events)
         assert not events.named("search_refused")
+
+
+def test_a_cut_copy_of_mail_with_hostile_message_ids_is_found_in_junk(tmp_path: Path) -> None:
+    """Without MOVE, a COPY whose answer was lost is looked for in Junk by Message-ID."""
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(sandbox.running({}, hide=("MOVE",)))
+        box = stack.enter_context(contextlib.closing(new_box(server, "nomove", tmp_path)))
+        proxy = FaultProxy(server.imap_port)
+        stack.callback(proxy.close)
+        config = spamd_config(tmp_path, through(box, proxy), learning={"enabled": False})
+        messages = {
+            n: (with_message_id(SPAM[n % len(SPAM)].read_bytes(), message_id), True)
+            for n, message_id in enumerate(HOSTILE_IDS)
+        }
+        with running_service(config) as (service, events):
+            wait_until(lambda: all(w.health.last_sync for w in service.watchers))
+            proxy.arm(r"UID COPY", "cut_after")
+            for raw, _ in messages.values():
+                box.append(raw)
+            wait_until(lambda: proxy.armed() == 0, what="the COPY to be cut")
+            wait_until(lambda: box.count("INBOX") == 0, timeout=30, what="INBOX emptied")
+            assert not events.named("internal_error")
+            assert len(events.named("connection_failed")) == 1  # the cut, nothing after
+        assert_each_once_and_spam_in_junk(box, messages)
