@@ -59,7 +59,7 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024  # waiting to be accepted: the kernel's, not our descriptors
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], log: Any) -> None:
         super().__init__(address, handler)
