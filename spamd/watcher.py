@@ -636,7 +636,8 @@ class FolderWatcher:
 
     def _copied(self, mailbox: Mailbox, junk: str, decisions: Sequence[Decision]) -> set[int]:
         """Which of these messages Junk holds already: found by Message-ID, or, for
-        mail without one, among Junk's messages of the same size by content."""
+        mail without one (or one the server refuses to search for), among Junk's
+        messages of the same size by content."""
         sizes = mailbox.sizes([d.uid for d in decisions])
         mailbox.select(junk)
         found = set()

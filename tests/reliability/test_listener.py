@@ -20,13 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from spamd.config import Secret
 from spamd.web import MAX_CONNECTIONS
-from tests.conftest import ROOT, SHIPPED_MODEL, Box, wait_until
+from tests.conftest import ROOT, Box, wait_until
 from tests.reliability.conftest import Report
-from tests.test_service import TOKEN, listener, request
+from tests.test_service import TOKEN, daemon_config, listener, request
 
 IDLE_CONNECTIONS = 1000  # the first 1,024 descriptors are all a unit gets by default
 
@@ -135,18 +134,7 @@ def daemon(config_file: Path) -> Iterator[tuple[subprocess.Popen[bytes], list[st
 def test_a_thousand_idle_connections_do_not_starve_healthz(
     mailbox: Box, tmp_path: Path, report: Report
 ) -> None:
-    config_file = tmp_path / "spamd.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(tmp_path / "state"),
-                "model": {"path": str(SHIPPED_MODEL)},
-                "accounts": [mailbox.settings()],
-                "http": {"listen": "127.0.0.1:0"},
-                "log": {"format": "json"},
-            }
-        )
-    )
+    config_file = daemon_config(tmp_path, mailbox, {"listen": "127.0.0.1:0"})
     with daemon(config_file) as (proc, output):
         wait_until(lambda: any('"ready"' in line for line in output), what="spamd ready")
         port = next(json.loads(line)["port"] for line in output if '"http_listening"' in line)
