@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from spamd import web as web_module
 from spamd.config import Secret
-from spamd.web import MAX_CONNECTIONS
-from tests.conftest import ROOT, Box, wait_until
+from spamd.web import MAX_CONNECTIONS, MAX_SCORING
+from tests.conftest import ROOT, SPAM, Box, wait_until
 from tests.reliability.conftest import Report
-from tests.test_service import TOKEN, daemon_config, listener, request
+from tests.test_service import TOKEN, classify, daemon_config, listener, request
 
 IDLE_CONNECTIONS = 1000  # the first 1,024 descriptors are all a unit gets by default
 
@@ -105,6 +106,17 @@ def closed_by_server(socks: list[socket.socket]) -> int:
         except OSError:
             closed += 1
     return closed
+
+
+def test_scoring_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_module, "REQUEST_TIMEOUT", 0.2)  # how long a request waits
+    with listener() as web:
+        for _ in range(MAX_SCORING):  # as if that many messages were being scored
+            web.scoring.acquire()
+        status, error = classify(web.port, SPAM[0].read_bytes(), "message/rfc822")
+        assert (status, "retry" in error["error"]) == (503, True)
+        web.scoring.release()
+        assert classify(web.port, SPAM[0].read_bytes(), "message/rfc822")[0] == 200
 
 
 @contextlib.contextmanager
