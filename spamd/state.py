@@ -95,13 +95,13 @@ SCHEMA_VERSION = 2  # 2 added corrections and junk_items (1 upgrades in place)
 MAX_EXAMPLES = 2000  # corrections kept per account (oldest dropped first)
 
 
-def _private(path: Path) -> None:
-    """The state directory 0700 and the database 0600, whatever the umask: the
-    corrections hold whole messages."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    path.chmod(0o600)
+def _private(path: Path, mode: int) -> None:
+    """Give a file or directory of the state this mode, whatever the umask: the
+    corrections hold whole messages. One that belongs to another user is left as
+    that user (an administrator) made it."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_uid == os.geteuid():
+            path.chmod(mode)
 
 
 class StateError(SpamdError):
@@ -136,12 +136,14 @@ class State:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            _private(path)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private(path.parent, 0o700)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            _private(path, 0o600)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             for companion in ("-wal", "-shm"):  # SQLite gives new ones the database's mode
-                with contextlib.suppress(FileNotFoundError):
-                    Path(f"{path}{companion}").chmod(0o600)
+                _private(Path(f"{path}{companion}"), 0o600)
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -152,7 +154,7 @@ class State:
         except sqlite3.Error as exc:
             raise StateError(f"{path}: cannot open the state database ({exc})") from None
         except OSError as exc:
-            raise StateError(f"{path}: cannot make the state private ({exc.strerror})") from None
+            raise StateError(f"{path}: cannot open the state database ({exc.strerror})") from None
         self._lock = threading.Lock()
 
     @contextmanager

@@ -137,6 +137,17 @@ def test_the_state_is_private_whatever_the_umask(tmp_path: Path, umask: int) -> 
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
+def test_a_state_directory_of_another_user_is_left_as_it_is(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"  # an administrator's choice: theirs, group-readable
+    shared.mkdir(mode=0o750)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(shared, nobody.pw_uid, nobody.pw_gid)
+    State(shared / FILE_NAME).close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o750
+    assert stat.S_IMODE((shared / FILE_NAME).stat().st_mode) == 0o600  # ours: private
+
+
 def model_copy(directory: Path) -> Path:
     for suffix in (".npz", ".json"):
         shutil.copy(SHIPPED_MODEL.with_suffix(suffix), directory / f"m{suffix}")
