@@ -20,12 +20,12 @@ import imapclient
 import pytest
 import yaml
 
-from spamd import sandbox
 from spamd import scorer as scorer_lib
 from spamd.errors import AuthError, ModelError, SpamdError
 from spamd.imap import Connection
 from spamd.service import LiveModel, Service
 from spamd.state import FILE_NAME, FolderMark, State
+from tests import sandbox
 from tests.conftest import (
     ROOT,
     SHIPPED_MODEL,
