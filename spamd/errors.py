@@ -38,6 +38,16 @@ class ModelError(SpamdError):
         self.path = path
 
 
+class UnreadableMessage(SpamdError):
+    """A message could not be read at all: it must not be scored (as if it were empty)."""
+
+    def __init__(self, error: str, *, source: object = "") -> None:
+        message = f"unreadable message ({error}); not scored"
+        super().__init__(f"{source}: {message}" if source else message)
+        self.error = error
+        self.source = source
+
+
 class MailboxError(SpamdError):
     """Talking to an IMAP server failed."""
 
