@@ -350,17 +350,31 @@ def _split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
         pos = body.find(b"\n" + delimiter, start - 1)
     if start >= 0 and len(chunks) < MAX_PARTS:
         chunks.append(body[start:])  # truncated: no closing delimiter
+    elif start >= 0:  # past the limit: the other parts as one, without a header (plain text)
+        chunks.append(b"\n" + body[start:])
     return chunks
 
 
 def _leaves(top: _Part) -> Iterator[_Part]:
-    """Depth-first over the MIME tree, iteratively, bounded in depth and count."""
+    """Depth-first over the MIME tree, iteratively, bounded in depth and count.
+
+    Past the bounds nothing is hidden: a part nested too deep, and every part not
+    visited once `MAX_PARTS` were, is read as plain text, its bytes unparsed (so
+    spam cannot hide behind 64 empty parts or 17 levels of nesting).
+    """
     stack: list[tuple[_Part, int]] = [(top, 0)]
     seen = 0
-    while stack and seen < MAX_PARTS:
+    while stack:
         part, depth = stack.pop()
+        container = part.content_type.startswith(("multipart/", "message/"))
+        if seen >= MAX_PARTS or depth >= MAX_DEPTH:
+            if container:
+                yield _Part({}, part.decoded(), "text/plain")
+            elif part.content_type.startswith("text/"):
+                yield part
+            continue
         seen += 1
-        children = part.children() if depth < MAX_DEPTH else []
+        children = part.children()
         if children:
             stack.extend((child, depth + 1) for child in reversed(children))
         elif not part.content_type.startswith("multipart/"):

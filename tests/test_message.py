@@ -13,7 +13,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from spamd import message as message_lib
-from spamd.message import DEFAULT_MAX_BYTES, _split_head, decode_bytes, delivery_time, parse
+from spamd.message import (
+    DEFAULT_MAX_BYTES,
+    MAX_TEXT_CHARS,
+    _split_head,
+    decode_bytes,
+    delivery_time,
+    parse,
+)
 from tests.conftest import SAMPLES, message
 
 MULTIPART = b"""From: =?utf-8?q?Jos=C3=A9_P=C3=A9rez?= <Jose@Example.COM>
@@ -121,7 +128,8 @@ def test_absurd_nesting_is_bounded() -> None:
         b"--a%d\nContent-Type: multipart/mixed; boundary=a%d\n\n" % (i, i + 1) for i in range(depth)
     )
     parsed = parse(raw + b"--a5000\nContent-Type: text/plain\n\ndeep text\n")
-    assert parsed.text == ""  # deeper than MAX_DEPTH: ignored, not followed
+    # Deeper than MAX_DEPTH: not followed, read as plain text (cut at MAX_TEXT_CHARS).
+    assert parsed.text.startswith("--a") and len(parsed.text) == MAX_TEXT_CHARS
 
 
 def test_html_reduction_is_linear_on_hostile_markup() -> None:
@@ -256,3 +264,16 @@ def test_a_message_that_cannot_be_read_says_so(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(message_lib, "_parse", broken)
     parsed = parse(b"Subject: x\r\n\r\nbody")
     assert parsed.unreadable == "RecursionError"  # not an empty message that gets scored
+
+
+def test_text_past_the_part_and_depth_limits_is_still_read() -> None:
+    head = b'Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="p"\r\n\r\n'
+    empty = b"--p\r\nContent-Type: text/plain\r\n\r\n\r\n" * 70
+    last = b"--p\r\nContent-Type: text/plain\r\n\r\nhidden after seventy parts\r\n--p--\r\n"
+    assert "hidden after seventy parts" in parse(head + empty + last).text
+    nested = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(20)
+    )
+    deep = b"Subject: x\r\n" + nested + b"Content-Type: text/plain\r\n\r\nhidden twenty deep\r\n"
+    assert "hidden twenty deep" in parse(deep).text

@@ -1,7 +1,8 @@
 """Hostile mail, generated: the tricks an attacker plays on a parser, by kind.
 
 `TRICKS` change a given message (a spam sample) the way an attacker would to
-blind the parser (a header or a charset) while leaving what a reader sees; `KINDS`
+blind the parser (a header, a charset, the MIME structure) while leaving what a
+reader sees; `KINDS`
 make a message of about a given size built to cost the parser as much as
 possible. Used by the hostile-mail tests and by `bench/hostile.py`.
 """
@@ -68,12 +69,52 @@ def _subject_words(raw: bytes) -> bytes:
     return _field(raw, b"Subject", lambda v: v + b" " + b"=?a?q?x " * 4096)
 
 
+def _split(raw: bytes) -> tuple[list[bytes], list[bytes], bytes]:
+    """Header lines other than Content-*/MIME-Version, the Content-* lines, the body."""
+    raw = raw.replace(b"\r\n", b"\n")
+    head, _, body = raw.partition(b"\n\n")
+    lines = re.split(rb"\n(?![ \t])", head)
+    content = [line for line in lines if line.lower().startswith(b"content-")]
+    rest = [line for line in lines if not line.lower().startswith((b"content-", b"mime-version"))]
+    return rest, content, body
+
+
+def _nested(raw: bytes) -> bytes:
+    """The message's content wrapped in 20 levels of multipart (the parser follows 16)."""
+    rest, content, body = _split(raw)
+    inner = b"\n".join(content) + b"\n\n" + body
+    for i in reversed(range(20)):
+        open_ = b'Content-Type: multipart/mixed; boundary="n%d"\n\n--n%d\n' % (i, i)
+        inner = open_ + inner + b"\n--n%d--\n" % i
+    return b"\n".join([*rest, b"MIME-Version: 1.0", inner])
+
+
+def _after_empty_parts(raw: bytes) -> bytes:
+    """The message's content as part 71 of a multipart (the parser looks at 64)."""
+    rest, content, body = _split(raw)
+    empty = b"--p\nContent-Type: text/plain\n\n\n" * 70
+    return (
+        b"\n".join(
+            [*rest, b"MIME-Version: 1.0", b'Content-Type: multipart/mixed; boundary="p"', b""]
+        )
+        + b"\n"
+        + empty
+        + b"--p\n"
+        + b"\n".join(content)
+        + b"\n\n"
+        + body
+        + b"\n--p--\n"
+    )
+
+
 TRICKS: dict[str, Trick] = {
     **{f"body-charset-{c}": _body_charset(c) for c in NON_TEXT_CODECS},
     **{f"word-charset-{c}": _word_charset(c) for c in NON_TEXT_CODECS},
     **{f"param-charset-{c}": _param_charset(c) for c in NON_TEXT_CODECS},
     "from-parens": _from_parens,
     "subject-unterminated-words": _subject_words,
+    "nested-20-deep": _nested,
+    "after-70-empty-parts": _after_empty_parts,
 }
 
 

@@ -178,7 +178,7 @@ def shipped_scorer() -> Scorer:
 
 
 @pytest.mark.parametrize("trick", sorted(TRICKS))
-def test_no_header_or_charset_trick_turns_flagged_spam_into_ham(
+def test_no_header_charset_or_structure_trick_turns_flagged_spam_into_ham(
     trick: str, shipped_scorer: Scorer
 ) -> None:
     for sample in SPAM:
