@@ -223,6 +223,11 @@ def _params(rng: random.Random, size: int) -> bytes:
     return _mail([f"Content-Type: text/plain{params}"], b"x")
 
 
+def _list_id(rng: random.Random, size: int) -> bytes:
+    name = "a" * min(size // 4, 16000) + "b"
+    return _mail([f"List-Id: <{name}.example>", f"Subject: [{name}]"], b"a" * (size // 2))
+
+
 def _html_unclosed(rng: random.Random, size: int) -> bytes:
     markup = _repeat("<div <a href=", size // 2) + _repeat("<!--<script>", size // 2)
     return _mail(["Content-Type: text/html"], markup.encode())
@@ -264,6 +269,7 @@ KINDS: dict[str, Kind] = {
     "huge-field": _huge_field,
     "many-fields": _many_fields,
     "rfc2231-params": _params,
+    "long-list-id": _list_id,
     "html-unclosed": _html_unclosed,
     "urls": _urls,
     "base64-garbage": _base64_garbage,
