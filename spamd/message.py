@@ -36,6 +36,7 @@ MAX_DEPTH = 16  # multipart nesting followed; deeper parts are ignored
 MAX_TEXT_CHARS = 64 * 1024  # decoded text kept per message
 MAX_LINKS = 200
 MAX_FIELD_BYTES = 16 * 1024  # of each header field read; the longest in the corpora is 14 KB
+MAX_ENCODED_WORDS = 64  # RFC 2047 words decoded per field (the corpora have at most 9)
 MAX_ADDRESS_CHARS = 998  # RFC 5322's line limit; From/Reply-To are cut there before parsing
 MAX_COMMENT_DEPTH = 8  # (nested (comments)) in an address deeper than this are removed first
 DEFAULT_BUDGET = 1.0  # seconds of parsing per message; see `parse`
@@ -449,14 +450,16 @@ def _decode_words(text: str) -> list[str]:
     is found once with `str.find`, and once no `?=` follows, no later word can
     end either. Whitespace between encoded words is dropped; adjacent words in
     the same charset are joined before decoding (a character may be split across
-    them). A word that does not decode is kept as written.
+    them). A word that does not decode is kept as written, and so is everything
+    after the first `MAX_ENCODED_WORDS` words.
     """
     # (text, None, text) for plain text; (encoded text, (encoding, charset), as written)
     words: list[tuple[str, tuple[str, str] | None, str]] = []
+    found = 0
     for line in text.splitlines():
         pos = 0
         while True:
-            match = _ENCODED_WORD.search(line, pos)
+            match = _ENCODED_WORD.search(line, pos) if found < MAX_ENCODED_WORDS else None
             end = line.find("?=", match.end()) if match else -1
             plain = line[pos : match.start() if match and end >= 0 else len(line)]
             if pos == 0:
@@ -468,6 +471,7 @@ def _decode_words(text: str) -> list[str]:
             charset = match.group(1).lower().partition("*")[0]  # RFC 2231: charset*language
             kind = (match.group(2).lower(), charset)
             words.append((line[match.end() : end], kind, line[match.start() : end + 2]))
+            found += 1
             pos = end + 2
     pieces: list[str] = []
     run: list[bytes] = []  # adjacent encoded words in one charset, decoded together

@@ -254,6 +254,28 @@ def _random_words(rng: random.Random, size: int) -> bytes:
     )
 
 
+_SOUP = (
+    "=?", "?=", "?", "(", ")", "<", ">", '"', "\\", "@", ",", ";", ":", "=?utf-8?b?", "=?x?q?",
+    "=?utf-8?q?=E2", "<a href=", "<!--", "-->", "<script>", "</script>", "http://", "www.",
+    "_" * 12, "re:", " ", "\r\n ", "%", "*", "'", "a", "é", "价", "&amp;", "&#", "\t", "=", "--",
+    "via ", "[", "]", "\x00",
+)  # fmt: skip
+
+
+def _soup(rng: random.Random, size: int) -> bytes:
+    """Every field the parser reads and the body, made of the characters its
+    regular expressions and parsers care about, in random runs."""
+    pieces = [rng.choice(_SOUP) for _ in range(8)]
+
+    def run(n: int) -> str:
+        return "".join(rng.choice(pieces) for _ in range(n // 3))
+
+    fields = ("Subject", "From", "Reply-To", "List-Id", "Message-ID", "Content-Disposition")
+    headers = [f"{name}: {run(size // 16)}" for name in fields]
+    headers.append(f"Content-Type: {rng.choice(['text/html', 'text/plain'])}; {run(size // 16)}")
+    return _mail(headers, run(size // 2).encode("utf-8", "surrogateescape"))[:size]
+
+
 KINDS: dict[str, Kind] = {
     "unterminated-words": _unterminated_words,
     "unterminated-words-every-field": _unterminated_words_everywhere,
@@ -275,4 +297,5 @@ KINDS: dict[str, Kind] = {
     "base64-garbage": _base64_garbage,
     "nul-and-8bit": _nul_and_8bit,
     "random-unicode": _random_words,
+    "punctuation-soup": _soup,
 }
