@@ -41,11 +41,9 @@ class ModelError(SpamdError):
 class UnreadableMessage(SpamdError):
     """A message could not be read at all: it must not be scored (as if it were empty)."""
 
-    def __init__(self, error: str, *, source: object = "") -> None:
-        message = f"unreadable message ({error}); not scored"
-        super().__init__(f"{source}: {message}" if source else message)
-        self.error = error
-        self.source = source
+    def __init__(self, error: str) -> None:
+        super().__init__(f"unreadable message ({error}); not scored")
+        self.error = error  # the name of what went wrong while reading it
 
 
 class MailboxError(SpamdError):

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_MAX_BYTES = 256 * 1024
-MAX_PARTS = 64  # MIME parts looked at; the rest of an absurd tree is ignored
-MAX_DEPTH = 16  # multipart nesting followed; deeper parts are ignored
+MAX_PARTS = 64  # MIME parts parsed; the rest of an absurd tree is read as plain text
+MAX_DEPTH = 16  # multipart nesting followed; deeper parts are read as plain text
 MAX_TEXT_CHARS = 64 * 1024  # decoded text kept per message
 MAX_LINKS = 200
 MAX_FIELD_BYTES = 16 * 1024  # of each header field read; the longest in the corpora is 14 KB
