@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from spamd import message as message_lib
 from spamd.cli import main
 from tests.conftest import SAMPLES
 
@@ -155,18 +154,10 @@ def test_an_unreadable_message_is_reported_not_scored(
     tmp_path: Path,
     small_model: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    parser_breaker: bytes,
 ) -> None:
-    parse = message_lib._parse
-
-    def failing(raw: bytes, *args: float) -> message_lib.ParsedMessage:
-        if b"X-Break-Parser" in raw:
-            raise RecursionError
-        return parse(raw, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(message_lib, "_parse", failing)
     spam = (SAMPLES / "spam" / "01-prize.eml").read_bytes()
-    (tmp_path / "broken.eml").write_bytes(b"X-Break-Parser: 1\r\n" + spam)
+    (tmp_path / "broken.eml").write_bytes(parser_breaker + spam)
     (tmp_path / "good.eml").write_bytes(spam)
     code, out, err = run(capsys, "classify", "--model", str(small_model), str(tmp_path))
     assert code == 1
