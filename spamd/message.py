@@ -36,6 +36,7 @@ MAX_DEPTH = 16  # multipart nesting followed; deeper parts are read as plain tex
 MAX_TEXT_CHARS = 64 * 1024  # decoded text kept per message
 MAX_LINKS = 200
 MAX_FIELD_BYTES = 16 * 1024  # of each header field read; the longest in the corpora is 14 KB
+MAX_SUBJECT = 2048  # characters of the decoded subject kept (the corpora's longest: 756)
 MAX_ENCODED_WORDS = 64  # RFC 2047 words decoded per field (the corpora have at most 9)
 MAX_ADDRESS_CHARS = 998  # RFC 5322's line limit; From/Reply-To are cut there before parsing
 MAX_COMMENT_DEPTH = 8  # (nested (comments)) in an address deeper than this are removed first
@@ -184,7 +185,7 @@ def _parse(raw: bytes, max_bytes: int, deadline: float) -> ParsedMessage:
     text = "\n".join(t for t in texts if t)[:MAX_TEXT_CHARS].replace("\x00", "")
     fields = top.fields
     return ParsedMessage(
-        subject=_VERDICT_SUBJECT_TAG.sub("", header_text(fields.get("subject"))),
+        subject=_VERDICT_SUBJECT_TAG.sub("", header_text(fields.get("subject")))[:MAX_SUBJECT],
         sender=_address(fields.get("from")),
         reply_to=_address(fields.get("reply-to")),
         text=text,
