@@ -125,6 +125,7 @@ class Reading:
     subject: str = ""
     fingerprint: int | None = None
     error: str = ""  # set when the message could not be read: then leave it alone
+    partial: bool = False  # read only in part: the time budget ran out
 
 
 def content_hash(raw: bytes) -> str:
@@ -136,6 +137,8 @@ def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True
     digest = content_hash(raw)
     try:
         parsed = parse(raw, max_bytes)
+        if parsed.unreadable:
+            return Reading(digest, error=parsed.unreadable)
         channels = {*scorer.channels, *(learning.FINGERPRINT_CHANNELS if fingerprint else ())}
         features = extract(parsed, channels)
         return Reading(
@@ -145,6 +148,7 @@ def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True
             parsed.message_id[:500],
             parsed.subject[:300],
             learning.fingerprint(features) if fingerprint else None,
+            partial=parsed.partial,
         )
     except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
         return Reading(digest, error=type(exc).__name__)
@@ -618,8 +622,10 @@ class FolderWatcher:
             verdict = policy.RESCUED
         elif reading.error:
             self._log.error("undecidable", uid=message.uid, error=reading.error)
-            verdict = policy.UNREADABLE
+            verdict = policy.unreadable(self.account.unreadable == "flag", self._mode)
         else:
+            if reading.partial:
+                self._log.warning("read_partially", uid=message.uid)
             verdict = self._memory.decide(
                 reading,
                 scorer.threshold,
