@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from spamd.config import Http, is_loopback
-from spamd.errors import SpamdError
+from spamd.errors import SpamdError, UnreadableMessage
 from spamd.scorer import Scorer
 from spamd.telemetry import Telemetry
 
@@ -254,6 +254,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             result = self.app.classify(raw, explain)
+        except UnreadableMessage as exc:  # never scored as if it were empty
+            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+            return
         finally:
             self.app.scoring.release()
         self._json(HTTPStatus.OK, result)

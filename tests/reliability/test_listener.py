@@ -184,3 +184,11 @@ def test_units_raise_the_descriptor_limit(unit: str) -> None:
     lines = (ROOT / "systemd" / unit).read_text().splitlines()
     (limit,) = [line.partition("=")[2] for line in lines if line.startswith("LimitNOFILE=")]
     assert int(limit) >= 16 * 1024  # systemd's default soft limit is 1,024
+
+
+def test_unreadable_mail_is_a_422_not_a_score(parser_breaker: bytes) -> None:
+    with listener() as web:
+        message = parser_breaker + SPAM[0].read_bytes()
+        status, answer = classify(web.port, message, "message/rfc822")
+        assert status == 422
+        assert "unreadable message" in answer["error"] and "score" not in answer
