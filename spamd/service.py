@@ -114,8 +114,10 @@ class Service:
         log: Any,
         connect: Callable[[Account], Mailbox] = Connection.open,
         model: LiveModel | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config
+        self.telemetry = telemetry or Telemetry()
         self._log = log
         self._connect = connect
         self.store = ModelStore(config.state_dir, config.model_path)
@@ -139,6 +141,7 @@ class Service:
                 "log": self._log,
                 "stop": self.stop_event,
                 "memory": memory,
+                "metrics": self.telemetry,
             }
             if self.config.learning:
                 self.junk_watchers.append(JunkWatcher(account, **common))
@@ -210,6 +213,7 @@ class Service:
 
     def _learned(self, correction: Correction) -> None:
         """A user corrected spamd: retrain once corrections stop coming for a moment."""
+        self.telemetry.correction(correction.account, correction.label)
         if not self.config.learning:
             return
         when = datetime.now(UTC) + timedelta(seconds=self.config.retrain_delay)
@@ -245,11 +249,14 @@ class Service:
             )
             outcome = json.loads(done.stdout.strip().splitlines()[-1])
         except (subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:
+            self.telemetry.retrained("failed")
             self._log.error("retrain_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             return
         if "error" in outcome:
+            self.telemetry.retrained("failed")
             self._log.error("retrain_failed", error=outcome["error"])
             return
+        self.telemetry.retrained("promoted" if outcome.get("promoted") else "refused")
         self._log.info("retrained", **outcome)
         if outcome.get("promoted"):
             self.model.check()
@@ -368,8 +375,8 @@ def run(
 def _start(config: Config, telemetry: Telemetry, log: Any) -> tuple[Service, WebServer | None]:
     """A service and its HTTP listener, started. The listener binds first: a port
     in use is an error before any mail moves."""
-    service = Service(config, log=log)
-    telemetry.set_model(service.model().version)
+    service = Service(config, log=log, telemetry=telemetry)
+    telemetry.watch(service.health)
     web = None
     if config.http is not None:
         web = WebServer(

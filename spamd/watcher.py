@@ -75,6 +75,35 @@ class Mailbox(Protocol):
     def logout(self) -> None: ...
 
 
+class Metrics(Protocol):
+    """Where a watcher counts what it did (`telemetry.Telemetry` provides it)."""
+
+    def message(self, account: str, action: str, reason: str) -> None: ...
+    def classified(self, seconds: float) -> None: ...
+    def moved(self, account: str, messages: int) -> None: ...
+    def move_failed(self, account: str, messages: int) -> None: ...
+    def connected(self, account: str, *, again: bool) -> None: ...
+
+
+class NoMetrics:
+    """Counts nothing (a backlog scan, tests)."""
+
+    def message(self, account: str, action: str, reason: str) -> None:
+        pass
+
+    def classified(self, seconds: float) -> None:
+        pass
+
+    def moved(self, account: str, messages: int) -> None:
+        pass
+
+    def move_failed(self, account: str, messages: int) -> None:
+        pass
+
+    def connected(self, account: str, *, again: bool) -> None:
+        pass
+
+
 @dataclass
 class Health:
     """What the service reports about one watcher (for logs, READY and /healthz)."""
@@ -117,6 +146,7 @@ class Reading:
     subject: str = ""
     fingerprint: int | None = None
     error: str = ""  # set when the message could not be read: then leave it alone
+    seconds: float = 0.0  # how long reading it took (parse, features, score)
 
 
 def content_hash(raw: bytes) -> str:
@@ -125,6 +155,7 @@ def content_hash(raw: bytes) -> str:
 
 def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True) -> Reading:
     """Score a message; `fingerprint=False` leaves out its fingerprint (see `Memory.remembers`)."""
+    started = time.perf_counter()
     digest = content_hash(raw)
     try:
         parsed = parse(raw, max_bytes)
@@ -137,9 +168,10 @@ def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True
             parsed.message_id[:500],
             parsed.subject[:300],
             learning.fingerprint(features) if fingerprint else None,
+            seconds=time.perf_counter() - started,
         )
     except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
-        return Reading(digest, error=type(exc).__name__)
+        return Reading(digest, error=type(exc).__name__, seconds=time.perf_counter() - started)
 
 
 class Memory:
@@ -294,6 +326,7 @@ class FolderWatcher:
         read: Reader = read_all,
         memory: Memory | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.account = account
         self.folder = folder
@@ -305,6 +338,7 @@ class FolderWatcher:
         self._log = log.bind(account=account.name, folder=folder)
         self._stop = stop
         self._rng = rng or random.Random()
+        self._metrics = metrics or NoMetrics()
         self.wake = threading.Event()  # set by a poll job, housekeeping or shutdown
         self.health = Health()
 
@@ -312,6 +346,7 @@ class FolderWatcher:
 
     def run(self) -> None:
         backoff = Backoff(self._rng)
+        connects = 0
         while not self._stop.is_set():
             mailbox: Mailbox | None = None
             try:
@@ -320,6 +355,8 @@ class FolderWatcher:
                 self.health.connected, self.health.junk_folder = True, junk
                 self.health.idle = self.account.idle and mailbox.has_idle
                 self._log.info("connected", junk=junk, idle=self.health.idle)
+                self._metrics.connected(self.account.name, again=connects > 0)
+                connects += 1
                 self._serve(mailbox, junk, backoff)
                 delay = 0.0
             except AuthError as exc:
@@ -515,6 +552,7 @@ class FolderWatcher:
             readings = read_all(batch.scorer, raws, self.account.fetch_bytes)()
         decisions = []
         for message, reading in zip(batch.fetched, readings, strict=True):
+            self._metrics.classified(reading.seconds)
             rescued = reading.content_hash in back
             if rescued:
                 self._learn("ham", "rescued", uidvalidity, message, reading)
@@ -548,6 +586,7 @@ class FolderWatcher:
                     model=d.model_version,
                     ms=round(ms, 1),
                 )
+                self._metrics.message(self.account.name, action, d.reason)
 
     def _decide(
         self,
@@ -605,12 +644,14 @@ class FolderWatcher:
                 mailbox.find_junk()
                 self._move(mailbox, junk, moves)
             self._state.set_status(moves, "done")
+            self._metrics.moved(self.account.name, len(moves))
         except TransientMailboxError:
             raise  # reconnect; the pending rows are finished by the next sync
         except MailboxError as exc:  # e.g. NO [OVERQUOTA]: leave it, retry at the next sync
             self._state.set_status(moves, "pending", attempt=True)
             self._log.error("move_failed", uids=[d.uid for d in moves], error=str(exc), junk=junk)
             outcome = {d.uid: "move_failed" for d in moves}
+            self._metrics.move_failed(self.account.name, len(moves))
         return outcome
 
     def _move(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> None:
