@@ -262,6 +262,12 @@ class Service:
             self.model.check()
             self._log.info("correction_to_live", seconds=round(time.monotonic() - started, 2))
 
+    def dead(self) -> list[str]:
+        """Watcher threads that ended while they should run (a bug the watcher could not catch)."""
+        if self.stop_event.is_set():
+            return []
+        return [thread.name for thread in self._threads if not thread.is_alive()]
+
     def all_started(self) -> bool:
         """Every watcher has connected or failed at least once."""
         return all(w.health.connected or w.health.failures for w in self._all_watchers())
@@ -323,8 +329,9 @@ def run(
     """The main job: run until SIGTERM/SIGINT; SIGHUP reloads the configuration.
 
     Under systemd (``Type=notify``) it sends READY=1 once every account has
-    connected or failed clearly, a STATUS= line every few seconds and WATCHDOG=1
-    from this loop when the unit sets WatchdogSec=.
+    connected or failed clearly, a STATUS= line every few seconds and, when the
+    unit sets WatchdogSec=, WATCHDOG=1 from this loop while every watcher thread
+    is alive (so systemd restarts a spamd whose watcher died).
     """
     wakeup = threading.Event()
     requests: list[str] = []
@@ -339,7 +346,7 @@ def run(
     service, web = _start(config, telemetry, log)
     watchdog = systemd.watchdog_interval()
     tick = min(watchdog or 1.0, 1.0)
-    ready, last_status = False, 0.0
+    ready, last_status, dead = False, 0.0, False
     while True:
         wakeup.wait(tick)
         wakeup.clear()
@@ -360,7 +367,7 @@ def run(
             _stop(service, web)
             config = fresh
             service, web = _start(fresh, telemetry, log)
-            ready = False
+            ready = dead = False
         if not ready and service.all_started():
             ready = True
             systemd.notify("READY=1", f"STATUS={service.summary()}")
@@ -368,7 +375,9 @@ def run(
         if time.monotonic() - last_status >= STATUS_INTERVAL:
             last_status = time.monotonic()
             systemd.notify(f"STATUS={service.summary()}")
-        if watchdog:
+        if not dead and (dead := bool(service.dead())):
+            log.error("watcher_died", threads=service.dead())
+        if watchdog and not dead:
             systemd.notify("WATCHDOG=1")
 
 
