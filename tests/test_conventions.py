@@ -1,7 +1,10 @@
-"""What an admin expects of a daemon: exit codes, default paths, `python -m spamd`."""
+"""What an admin expects of a daemon: exit codes, default paths, `python -m spamd`, a
+watchdog that notices a dead watcher."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +15,8 @@ import yaml
 from spamd import config as config_lib
 from spamd.cli import DEFAULT_CONFIG, EX_CONFIG, main
 from spamd.errors import ConfigError
-from tests.conftest import ROOT, SHIPPED_MODEL
+from tests.conftest import HAM, ROOT, SHIPPED_MODEL, Box, wait_until
+from tests.test_service import Notifications
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -102,3 +106,56 @@ def test_python_dash_m_spamd_is_the_command() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("spamd ")
+
+
+WATCHER_DIES = """
+import sys
+from spamd import cli, service, watcher
+
+first_sync = watcher.FolderWatcher.sync
+
+def die_on_the_second_sync(self, mailbox, junk):
+    if getattr(self, "synced", False):
+        raise SystemExit  # the thread ends, as after an error its loop cannot catch
+    first_sync(self, mailbox, junk)
+    self.synced = True
+
+watcher.FolderWatcher.sync = die_on_the_second_sync  # the INBOX watcher's, not Junk's
+service.STATUS_INTERVAL = 0.0  # a STATUS= every turn of the main loop
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_the_watchdog_is_fed_only_while_every_watcher_thread_is_alive(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "spamd.yaml",
+        state_dir=str(tmp_path / "state"),
+        model={"path": str(SHIPPED_MODEL)},
+        accounts=[mailbox.settings()],
+    )
+    notes = Notifications(tmp_path / "notify.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notes.path), "WATCHDOG_USEC": "200000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WATCHER_DIES, "run", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: "READY=1" in notes.received, what="READY=1")
+        assert "WATCHDOG=1" in notes.received
+        mailbox.append(HAM[0].read_bytes())  # news: the INBOX watcher syncs again, and dies
+
+        def status_since_last_ping() -> int:
+            received = list(notes.received)
+            last = max(i for i, n in enumerate(received) if n == "WATCHDOG=1")
+            return sum(n.startswith("STATUS=") for n in received[last:])
+
+        wait_until(lambda: status_since_last_ping() >= 20, what="the main loop without pings")
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0].decode()
+        notes.close()
+    died = [json.loads(line) for line in output.splitlines() if '"watcher_died"' in line]
+    assert len(died) == 1 and died[0]["level"] == "error"
+    assert died[0]["threads"] == [f"{mailbox.user}/INBOX"]
