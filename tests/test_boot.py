@@ -16,13 +16,17 @@ the host's network).
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,9 +82,10 @@ def bookworm() -> Path:
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """spamd's wheel and its dependencies' wheels."""
+    """spamd's wheel and its dependencies' wheels, and what building it needs (setuptools)."""
     out = tmp_path_factory.mktemp("wheelhouse")
-    command(sys.executable, "-m", "pip", "wheel", "-q", "-w", str(out), str(ROOT))
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    command(sys.executable, "-m", "pip", "wheel", "-q", "-w", str(out), str(ROOT), *build)
     return out
 
 
@@ -268,3 +273,125 @@ def test_the_unit_boots_notifies_reloads_stops_and_refuses_a_bad_configuration(
         "NRestarts": "0",
     }
     assert any("stat_dir: unknown key" in line for line in machine.journal("spamd")[-5:])
+
+
+# -- the image, built and run ----------------------------------------------------------
+
+BASE_IMAGE = "python:3.11-slim-bookworm"  # what the Dockerfile's FROM names
+IMAGE = "spamd-test"
+
+
+@pytest.fixture(scope="session")
+def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The environment for `docker` commands: a Docker engine of our own, on a socket of ours."""
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        pytest.skip("dockerd missing (scripts/setup: docker.io)")
+    root = CACHE / "docker"
+    run = tmp_path_factory.mktemp("dockerd")
+    env = {**os.environ, "DOCKER_HOST": f"unix://{run}/docker.sock", "DOCKER_BUILDKIT": "0"}
+    with (run / "dockerd.log").open("w") as log:
+        # Containers use the host's network (--network host): no bridge, no iptables.
+        daemon = subprocess.Popen(
+            ["dockerd", "--data-root", str(root), "--exec-root", str(run / "exec"),
+             "--pidfile", str(run / "dockerd.pid"), "-H", env["DOCKER_HOST"],
+             "--iptables=false", "--ip6tables=false", "--bridge=none"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_until(
+                lambda: (
+                    subprocess.run(
+                        ["docker", "info"], env=env, capture_output=True, check=False
+                    ).returncode
+                    == 0
+                ),
+                timeout=60,
+                what="dockerd",
+            )
+            yield env
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+
+
+@contextlib.contextmanager
+def served(directory: Path) -> Iterator[str]:
+    """A directory over HTTP on 127.0.0.1 (pip's --find-links for the image's build)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def image(docker: dict[str, str], bookworm: Path, wheelhouse: Path) -> str:
+    """The Dockerfile built on the bookworm tree, imported under the name FROM gives."""
+    if subprocess.run(
+        ["docker", "image", "inspect", BASE_IMAGE], env=docker, capture_output=True, check=False
+    ).returncode:
+        with subprocess.Popen(
+            ["tar", "-C", str(bookworm), "--exclude=./.made-with", "-c", "."],
+            stdout=subprocess.PIPE,
+        ) as tar:
+            command("docker", "import", "-", BASE_IMAGE, stdin=tar.stdout, env=docker)
+        assert tar.returncode == 0
+    with served(wheelhouse) as url:
+        command(
+            "docker", "build", "-q", "--network", "host", "--build-arg", "PIP_NO_INDEX=1",
+            "--build-arg", f"PIP_FIND_LINKS={url}", "-t", IMAGE, str(ROOT), env=docker,
+            timeout=900,
+        )  # fmt: skip
+    return IMAGE
+
+
+def test_the_image_runs_spamd_and_turns_healthy(
+    image: str, docker: dict[str, str], mailbox: Box, tmp_path: Path
+) -> None:
+    port = sandbox.free_port()
+    config = tmp_path / "spamd.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": "/var/lib/spamd",
+                "accounts": [mailbox.settings()],
+                "http": {"listen": f"127.0.0.1:{port}"},
+            }
+        )
+    )
+    config.chmod(0o644)
+    name = f"spamd-test-{port}"
+    # The image's own HEALTHCHECK command, asked every second rather than every 30 s.
+    command(
+        "docker", "run", "-d", "--name", name, "--network", "host", "--health-interval", "1s",
+        "-e", f"SPAMD_HEALTHZ=http://127.0.0.1:{port}/healthz",
+        "-v", f"{config}:/etc/spamd/spamd.yaml:ro", image, env=docker,
+    )  # fmt: skip
+    try:
+
+        def health() -> str:
+            out = command("docker", "inspect", "-f", "{{json .State}}", name, env=docker)
+            state = json.loads(out)
+            assert state["Running"], command("docker", "logs", name, env=docker)
+            return str(state["Health"]["Status"])
+
+        wait_until(lambda: health() == "healthy", timeout=120, what="HEALTHCHECK healthy")
+        mailbox.append(SPAM[0].read_bytes())
+        wait_until(lambda: mailbox.count("Junk") == 1, what="the spam moved to Junk")
+        user = command("docker", "exec", name, "id", "-u", env=docker).strip()
+        assert user == "10025"
+        started = time.monotonic()
+        command("docker", "stop", name, env=docker)
+        assert time.monotonic() - started < 10  # SIGTERM, not docker's SIGKILL after 10 s
+        exit_code = command("docker", "inspect", "-f", "{{.State.ExitCode}}", name, env=docker)
+        assert exit_code.strip() == "0"
+        logs = subprocess.run(
+            ["docker", "logs", name], env=docker, capture_output=True, text=True, check=True
+        )
+        events = [json.loads(line)["event"] for line in (logs.stdout + logs.stderr).splitlines()]
+        assert "ready" in events and events[-1] == "stopped_all"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], env=docker, capture_output=True, check=False)
