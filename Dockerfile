@@ -6,8 +6,9 @@
 #     -v spamd-state:/var/lib/spamd spamd
 #
 # The configuration must say `state_dir: /var/lib/spamd`. The health check asks
-# the HTTP listener, so configure it (`http: {listen: "127.0.0.1:8025"}`; to
-# publish the port, listen on 0.0.0.0 with a token). /healthz needs no token.
+# the HTTP listener, so configure it (`http: {listen: "127.0.0.1:8025"}`, or set
+# SPAMD_HEALTHZ to where it listens; to publish the port, listen on 0.0.0.0
+# with a token). /healthz needs no token.
 
 FROM python:3.11-slim-bookworm AS build
 # Where pip finds spamd's dependencies: PyPI, unless a build names a mirror
