@@ -367,7 +367,7 @@ def run(
             _stop(service, web)
             config = fresh
             service, web = _start(fresh, telemetry, log)
-            ready = dead = False
+            ready = False
         if not ready and service.all_started():
             ready = True
             systemd.notify("READY=1", f"STATUS={service.summary()}")
@@ -375,8 +375,10 @@ def run(
         if time.monotonic() - last_status >= STATUS_INTERVAL:
             last_status = time.monotonic()
             systemd.notify(f"STATUS={service.summary()}")
-        if not dead and (dead := bool(service.dead())):
-            log.error("watcher_died", threads=service.dead())
+        died = service.dead()
+        if died and not dead:
+            log.error("watcher_died", threads=died)
+        dead = bool(died)
         if watchdog and not dead:
             systemd.notify("WATCHDOG=1")
 
