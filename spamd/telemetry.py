@@ -43,7 +43,7 @@ class Telemetry:
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
-        ProcessCollector(registry=r)
+        ProcessMetrics(registry=r)
         PlatformCollector(registry=r)
         self.messages = Counter(
             "spamd_messages", "Messages classified", ["account", "verdict", "reason"], registry=r
@@ -139,6 +139,18 @@ class Telemetry:
             if day != self._day:
                 self._day, self._today = day, {}
             self._today[what] = self._today.get(what, 0) + 1
+
+
+class ProcessMetrics(ProcessCollector):
+    """The `process_*` series, also where /proc shows only processes (the units'
+    `ProcSubset=pid`): without /proc/stat the boot time comes from CLOCK_BOOTTIME,
+    the clock /proc/PID/stat's start time counts in."""
+
+    def _boot_time(self) -> float:
+        try:
+            return float(super()._boot_time())  # type: ignore[no-untyped-call]
+        except OSError:
+            return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 class _Accounts(Collector):

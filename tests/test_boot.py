@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,8 +96,9 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Machine:
     """A tree booted with systemd as PID 1 in systemd-nspawn, on the host's network."""
 
-    def __init__(self, root: Path, log: Path) -> None:
+    def __init__(self, root: Path, log: Path, http_port: int) -> None:
         self.root = root
+        self.http_port = http_port  # spamd's listener, on the shared network
         self._log = log.open("w")
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "-q", "-D", str(root), "--boot", "--register=no", "--keep-unit",
@@ -201,8 +203,9 @@ def config(box: Box, http_port: int, **top: object) -> dict[str, object]:
 def machine(bookworm: Path, wheelhouse: Path, mailbox: Box, tmp_path: Path) -> Iterator[Machine]:
     tree = tmp_path / "tree"
     command("cp", "-a", "--reflink=auto", str(bookworm), str(tree))
-    install(tree, wheelhouse, mailbox, sandbox.free_port())
-    booted = Machine(tree, tmp_path / "console.log")
+    http_port = sandbox.free_port()
+    install(tree, wheelhouse, mailbox, http_port)
+    booted = Machine(tree, tmp_path / "console.log", http_port)
     try:
         booted.boot()
         yield booted
@@ -242,6 +245,13 @@ def test_the_unit_boots_notifies_reloads_stops_and_refuses_a_bad_configuration(
 
     mailbox.append(SPAM[0].read_bytes())  # the sandboxed service does its work
     wait_until(lambda: mailbox.count("Junk") == 1, what="the spam moved to Junk")
+    url = f"http://127.0.0.1:{machine.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        metrics = response.read().decode()
+    assert f'spamd_connected{{account="{mailbox.user}"}} 1.0' in metrics
+    assert 'spamd_connected{account="down"} 0.0' in metrics
+    assert f'spamd_moves_total{{account="{mailbox.user}"}} 1.0' in metrics
+    assert "process_resident_memory_bytes " in metrics
 
     warnings = machine.events("spamd", "--priority=warning")
     assert "connection_failed" in warnings and "ready" not in warnings

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import structlog
 import yaml
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from spamd import log as log_lib
@@ -27,7 +27,7 @@ from spamd.imap import Connection
 from spamd.scorer import Scorer, load
 from spamd.service import LiveModel
 from spamd.state import State
-from spamd.telemetry import Telemetry
+from spamd.telemetry import ProcessMetrics, Telemetry
 from spamd.watcher import FolderWatcher, Readings, read, read_all
 from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM, Box, Events, spamd_config, wait_until
 from tests.reliability.proxy import FaultProxy
@@ -216,3 +216,15 @@ def test_lines_elsewhere_have_no_priority_prefix(
         finally:
             structlog.reset_defaults()
     assert json.loads(path.read_text())["event"] == "connection_failed"
+
+
+def test_process_metrics_survive_a_proc_with_only_processes(tmp_path: Path) -> None:
+    """As under the units' ProcSubset=pid: /proc/self is there, /proc/stat is not."""
+    (tmp_path / "self").symlink_to("/proc/self")
+    registries = {"pid-only": CollectorRegistry(), "full": CollectorRegistry()}
+    ProcessMetrics(proc=str(tmp_path), registry=registries["pid-only"])
+    ProcessMetrics(registry=registries["full"])
+    pid_only, full = (generate_latest(r).decode() for r in registries.values())
+    assert value(pid_only, "process_resident_memory_bytes") > 0
+    started = value(pid_only, "process_start_time_seconds")
+    assert started == pytest.approx(value(full, "process_start_time_seconds"), abs=1.0)
