@@ -245,13 +245,18 @@ def test_the_unit_boots_notifies_reloads_stops_and_refuses_a_bad_configuration(
 
     mailbox.append(SPAM[0].read_bytes())  # the sandboxed service does its work
     wait_until(lambda: mailbox.count("Junk") == 1, what="the spam moved to Junk")
-    url = f"http://127.0.0.1:{machine.http_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        metrics = response.read().decode()
-    assert f'spamd_connected{{account="{mailbox.user}"}} 1.0' in metrics
-    assert 'spamd_connected{account="down"} 0.0' in metrics
-    assert f'spamd_moves_total{{account="{mailbox.user}"}} 1.0' in metrics
-    assert "process_resident_memory_bytes " in metrics
+
+    def metrics() -> str:
+        url = f"http://127.0.0.1:{machine.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode())
+
+    moved = f'spamd_moves_total{{account="{mailbox.user}"}} 1.0'
+    wait_until(lambda: moved in metrics(), what="the move counted")
+    text = metrics()
+    assert f'spamd_connected{{account="{mailbox.user}"}} 1.0' in text
+    assert 'spamd_connected{account="down"} 0.0' in text
+    assert "process_resident_memory_bytes " in text
 
     warnings = machine.events("spamd", "--priority=warning")
     assert "connection_failed" in warnings and "ready" not in warnings
