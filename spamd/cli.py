@@ -2,9 +2,10 @@
 
 This is the only module that reads argv, prints for people and chooses exit
 codes (the README lists them): domain errors become one line on stderr and exit
-status 1; usage errors exit 2 (argparse); a configuration or model that cannot
-be used exits 78 (EX_CONFIG, sysexits.h: the units tell systemd not to restart
-then); an interrupt exits 130.
+status 1; usage errors exit 2 (argparse); a configuration that cannot be used, or
+a model a configured command (`run`, `check-config`, ...) cannot load, exits 78
+(EX_CONFIG, sysexits.h: the units tell systemd not to restart then); an
+interrupt exits 130.
 """
 
 from __future__ import annotations
@@ -40,12 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (ConfigError, ModelError) as exc:
-        print(f"spamd: error: {exc}", file=sys.stderr)
-        return EX_CONFIG
     except SpamdError as exc:
         print(f"spamd: error: {exc}", file=sys.stderr)
-        return 1
+        # A configuration, or the model a configured command loads, that cannot be used.
+        configured = isinstance(exc, ModelError) and hasattr(args, "config")
+        return EX_CONFIG if isinstance(exc, ConfigError) or configured else 1
     except KeyboardInterrupt:
         print("spamd: interrupted", file=sys.stderr)
         return 130

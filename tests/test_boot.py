@@ -45,8 +45,9 @@ PACKAGES = "systemd,systemd-sysv,dbus,procps,python3,python3-venv,python-is-pyth
 MODEL_FILES = ("default.npz", "default.json", "default.base.npz")
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def long_mode_and_root(request: pytest.FixtureRequest) -> None:
+    """Skips before any other session fixture here builds a tree or an image."""
     if not request.config.getoption("--long"):
         pytest.skip("long mode only (--long): debootstrap, a booted systemd, a Docker engine")
     if os.geteuid() != 0:
@@ -211,6 +212,7 @@ def machine(bookworm: Path, wheelhouse: Path, mailbox: Box, tmp_path: Path) -> I
         yield booted
     finally:
         booted.close()
+        shutil.rmtree(tree)  # a few hundred MB
 
 
 def test_the_unit_boots_notifies_reloads_stops_and_refuses_a_bad_configuration(
