@@ -16,7 +16,7 @@ FROM python:3.11-slim-bookworm AS build
 ARG PIP_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY spamd ./spamd
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install . \

@@ -400,6 +400,12 @@ def test_the_image_runs_spamd_and_turns_healthy(
         wait_until(lambda: mailbox.count("Junk") == 1, what="the spam moved to Junk")
         user = command("docker", "exec", name, "id", "-u", env=docker).strip()
         assert user == "10025"
+        license_file = "import importlib.metadata as m; print(m.distribution('spamd')" + (
+            ".read_text('licenses/LICENSE').splitlines()[0])"
+        )
+        assert command("docker", "exec", name, "python", "-c", license_file, env=docker) == (
+            "MIT License\n"
+        )
         started = time.monotonic()
         command("docker", "stop", name, env=docker)
         assert time.monotonic() - started < 10  # SIGTERM, not docker's SIGKILL after 10 s
