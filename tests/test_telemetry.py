@@ -119,7 +119,10 @@ def test_every_counter_moves_at_log_level_warning_and_promtool_finds_nothing(
             wait_until(lambda: metric(port, "spamd_moves_total", account=user) == 1)
             wait_until(lambda: mailbox.count("Junk") == 1)
             move_all(mailbox, "Junk", "INBOX")  # the user: "not spam"
-            wait_until(lambda: metric(port, "spamd_corrections_total", label="ham") == 1)
+            # Generous: under load, the rescue waits for IDLE news through the proxy.
+            wait_until(
+                lambda: metric(port, "spamd_corrections_total", label="ham") == 1, timeout=60
+            )
             wait_until(lambda: metric(port, "spamd_retrains_total") == 1, timeout=90)
             proxy.cut_all()
             wait_until(lambda: metric(port, "spamd_reconnects_total", account=user) >= 1)
