@@ -167,7 +167,10 @@ def load(path: Path, default_model: Path) -> Config:
 def parse(data: object, source: Path, default_model: Path) -> Config:
     root = _Section(data, str(source), "")
     base = source.resolve().parent
-    state_dir = base / root.string("state_dir")
+    # Under systemd, StateDirectory= passes the directory in $STATE_DIRECTORY
+    # (colon-separated when there are several: the first is ours).
+    systemd_state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    state_dir = base / root.string("state_dir", systemd_state or None)
     model = root.section("model", required=False)
     model_path = base / model.string("path", str(default_model)) if model else default_model
     if model:
@@ -299,7 +302,7 @@ def _secret(
     value = s.string(key)
     origin = f"{s.source}:{s.key(key)}"
     if key.endswith("_file"):
-        path = base / value
+        path = _systemd_credential(value) or base / value
         if not path.is_file():
             raise ConfigError(f"file not found: {path}", source=s.source, key=s.key(key))
         value = str(path)
@@ -308,6 +311,17 @@ def _secret(
             f"environment variable {value} is not set", source=s.source, key=s.key(key)
         )
     return Secret(cast(Literal["value", "file", "env", "command"], kinds[key]), value, origin)
+
+
+def _systemd_credential(name: str) -> Path | None:
+    """A secret file systemd passed in (`LoadCredential=NAME:PATH`): a relative `*_file`
+    is looked up in $CREDENTIALS_DIRECTORY first, so the service's own user can read
+    it while the file in /etc stays root's."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory or Path(name).name != name:
+        return None
+    path = Path(directory) / name
+    return path if path.is_file() else None
 
 
 def _http(s: _Section, base: Path) -> Http:

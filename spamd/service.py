@@ -116,8 +116,10 @@ class Service:
         log: Any,
         connect: Callable[[Account], Mailbox] = Connection.open,
         model: LiveModel | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config
+        self.telemetry = telemetry or Telemetry()
         self._log = log
         self._connect = connect
         self.store = ModelStore(config.state_dir, config.model_path)
@@ -148,6 +150,7 @@ class Service:
                 "log": self._log,
                 "stop": self.stop_event,
                 "memory": memory,
+                "metrics": self.telemetry,
             }
             if self.config.learning:
                 self.junk_watchers.append(JunkWatcher(account, **common))
@@ -232,12 +235,20 @@ class Service:
         try:
             stored = calibration.from_json(path.read_text(), str(path))
         except FileNotFoundError:
-            return calibration.uncalibrated(self.model().threshold)
+            stored = calibration.uncalibrated(self.model().threshold)
+            self._calibrated(account, stored)
+            return stored
         except (OSError, SpamdError) as exc:
             self._log.warning("calibration_unreadable", account=account.name, error=str(exc))
-            return calibration.uncalibrated(self.model().threshold)
+            stored = calibration.uncalibrated(self.model().threshold)
+            self._calibrated(account, stored)
+            return stored
         self._log.info("calibrated", account=account.name, stored=True, **_fields(stored))
+        self._calibrated(account, stored)
         return stored
+
+    def _calibrated(self, account: Account, cal: Calibration) -> None:
+        self.telemetry.calibrated(account.name, cal.threshold, cal.move_at, cal.ham, cal.spam)
 
     def _calibrate(self, account: Account, memory: Memory) -> None:
         """Thread: score the account's newest kept mail and Junk and set its threshold
@@ -260,10 +271,12 @@ class Service:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(calibration.to_json(found))
         memory.calibration = found
+        self._calibrated(account, found)
         self._log.info("calibrated", account=account.name, stored=False, **_fields(found))
 
     def _learned(self, correction: Correction) -> None:
         """A user corrected spamd: retrain once corrections stop coming for a moment."""
+        self.telemetry.correction(correction.account, correction.label)
         if not self.config.learning:
             return
         when = datetime.now(UTC) + timedelta(seconds=self.config.retrain_delay)
@@ -306,15 +319,24 @@ class Service:
             )
             outcome = json.loads(done.stdout.strip().splitlines()[-1])
         except (subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:
+            self.telemetry.retrained("failed")
             self._log.error("retrain_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             return
         if "error" in outcome:
+            self.telemetry.retrained("failed")
             self._log.error("retrain_failed", error=outcome["error"])
             return
+        self.telemetry.retrained("promoted" if outcome.get("promoted") else "refused")
         self._log.info("retrained", **outcome)
         if outcome.get("promoted"):
             self.model.check()
             self._log.info("correction_to_live", seconds=round(time.monotonic() - started, 2))
+
+    def dead(self) -> list[str]:
+        """Watcher threads that ended while they should run (a bug the watcher could not catch)."""
+        if self.stop_event.is_set():
+            return []
+        return [thread.name for thread in self._threads if not thread.is_alive()]
 
     def all_started(self) -> bool:
         """Every watcher has connected or failed at least once."""
@@ -406,8 +428,9 @@ def run(
     """The main job: run until SIGTERM/SIGINT; SIGHUP reloads the configuration.
 
     Under systemd (``Type=notify``) it sends READY=1 once every account has
-    connected or failed clearly, a STATUS= line every few seconds and WATCHDOG=1
-    from this loop when the unit sets WatchdogSec=.
+    connected or failed clearly, a STATUS= line every few seconds and, when the
+    unit sets WatchdogSec=, WATCHDOG=1 from this loop while every watcher thread
+    is alive (so systemd restarts a spamd whose watcher died).
     """
     wakeup = threading.Event()
     requests: list[str] = []
@@ -422,7 +445,7 @@ def run(
     service, web = _start(config, telemetry, log)
     watchdog = systemd.watchdog_interval()
     tick = min(watchdog or 1.0, 1.0)
-    ready, last_status = False, 0.0
+    ready, last_status, dead = False, 0.0, False
     while True:
         wakeup.wait(tick)
         wakeup.clear()
@@ -451,15 +474,19 @@ def run(
         if time.monotonic() - last_status >= STATUS_INTERVAL:
             last_status = time.monotonic()
             systemd.notify(f"STATUS={service.summary()}")
-        if watchdog:
+        died = service.dead()
+        if died and not dead:
+            log.error("watcher_died", threads=died)
+        dead = bool(died)
+        if watchdog and not dead:
             systemd.notify("WATCHDOG=1")
 
 
 def _start(config: Config, telemetry: Telemetry, log: Any) -> tuple[Service, WebServer | None]:
     """A service and its HTTP listener, started. The listener binds first: a port
     in use is an error before any mail moves."""
-    service = Service(config, log=log)
-    telemetry.set_model(service.model().version)
+    service = Service(config, log=log, telemetry=telemetry)
+    telemetry.watch(service.health)
     web = None
     if config.http is not None:
         web = WebServer(

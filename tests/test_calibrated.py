@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prometheus_client import generate_latest
+
 from spamd.service import Service, calibration_path
 from tests.conftest import HAM, SAMPLES, SPAM, Box, running_service, spamd_config, wait_until
 
@@ -36,6 +38,8 @@ def test_too_little_mail_is_refused_and_the_account_flags_instead_of_moving(
         assert health["ham"] == 0
         threshold, move_at = health["threshold"], health["move_at"]
         assert threshold < 0.978 < move_at  # the invoice sits in the uncertain band
+        metrics = generate_latest(service.telemetry.registry).decode()
+        assert f'spamd_account_move_at{{account="{mailbox.user}"}} {move_at:.4f}' in metrics
 
         mailbox.append(INVOICE.read_bytes())
         mailbox.append(SURE_SPAM.read_bytes())

@@ -151,14 +151,13 @@ def test_a_calibration_is_stored_as_json_and_a_damaged_one_is_named() -> None:
         calibration.from_json('{"threshold": 0.9}', "state/c.json")
 
 
-def test_calibration_events_become_per_account_gauges() -> None:
+def test_an_accounts_calibration_becomes_per_account_gauges() -> None:
     from prometheus_client import generate_latest  # noqa: PLC0415
 
     from spamd.telemetry import Telemetry  # noqa: PLC0415
 
     telemetry = Telemetry()
-    event = {"event": "calibrated", "account": "ann", "threshold": 0.91, "move_at": 0.98}
-    telemetry.processor(None, "info", {**event, "ham": 400, "spam": 20})
+    telemetry.calibrated("ann", 0.91, 0.98, 400, 20)
     text = generate_latest(telemetry.registry).decode()
     assert 'spamd_account_threshold{account="ann"} 0.91' in text
     assert 'spamd_account_move_at{account="ann"} 0.98' in text
