@@ -9,7 +9,7 @@ from pathlib import Path
 
 import spamd
 
-PURE = {"message", "features", "metrics", "model", "scorer", "policy", "learning"}
+PURE = {"message", "features", "metrics", "model", "scorer", "policy", "learning", "identity"}
 ADAPTER_MODULES = {
     "imapclient",
     "imaplib",
