@@ -14,11 +14,12 @@ import pytest
 import structlog
 
 from spamd import config as config_lib
-from spamd import corpus, sandbox
+from spamd import corpus
 from spamd import model as model_lib
 from spamd.config import Config
 from spamd.features import DEFAULT_CHANNELS
 from spamd.service import Service
+from tests import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"

@@ -9,7 +9,18 @@ from pathlib import Path
 
 import spamd
 
-PURE = {"message", "features", "metrics", "model", "scorer", "policy", "learning", "identity"}
+PURE = {
+    "message",
+    "features",
+    "metrics",
+    "model",
+    "scorer",
+    "policy",
+    "learning",
+    "decisions",
+    "layout",
+    "identity",
+}
 ADAPTER_MODULES = {
     "imapclient",
     "imaplib",
