@@ -194,7 +194,7 @@ def test_rescued_mail_is_learned_never_moved_back_and_retrained_live(
     with running_service(config) as (service, events):
         wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
         mailbox.append(SPAM[0].read_bytes())
-        wait_until(lambda: mailbox.count("Junk") == 1)
+        wait_until(lambda: events.named("arrived_in_junk"))
         before = service.model().version
         move(mailbox, "Junk", "INBOX")  # the user: "this is not spam"
         wait_until(lambda: events.named("correction"))
@@ -207,7 +207,6 @@ def test_rescued_mail_is_learned_never_moved_back_and_retrained_live(
     assert label == "ham"
     assert events.named("retrained")[0]["promoted"] is True
     reasons = [e["reason"] for e in events.named("message")]
-    assert reasons[1] == "rescued"
     assert reasons[2] in ("rescued-before", "score")  # the retrained model may know it now
     assert mailbox.count("INBOX") == 2 and mailbox.count("Junk") == 0
     assert mailbox.total() == 2
@@ -339,9 +338,24 @@ def test_cli_lists_models_and_corrections_and_rolls_back(tmp_path: Path) -> None
 
     listed = spamd("model", "list")
     assert f"* {version}" in listed and "base" in listed
-    assert "ham" in spamd("corrections") and "rescued" in spamd("corrections")
-    assert "base" in spamd("model", "rollback")
+    (row,) = spamd("corrections").splitlines()
+    assert "ham" in row and "rescued" in row and "INBOX" in row and "set aside" not in row
+    ident = row.split()[0]
+    # A rollback holds: what was learnt since the version is set aside, not relearnt.
+    rolled = spamd("model", "rollback")
+    assert "base" in rolled and "1 correction(s)" in rolled and "set aside" in rolled
+    assert "[set aside]" in spamd("corrections")
     assert f"  {version}" in spamd("model", "list")  # listed, no longer live
+    state = State(tmp_path / "state" / "state.sqlite3")
+    assert retrain.retrain(store, state).corrections == 0
+    state.close()
+    assert "1 corrections, live now" in spamd("corrections", "restore")
+    assert "[set aside]" not in spamd("corrections")
+    assert "0 corrections" in spamd("corrections", "forget", ident)
+    assert "no corrections yet" in spamd("corrections")
+    with pytest.raises(subprocess.CalledProcessError) as error:
+        spamd("corrections", "forget", ident)
+    assert f"no correction with id {ident}" in error.value.stderr
     with pytest.raises(subprocess.CalledProcessError) as error:
         spamd("model", "rollback", "nosuchversion")
     assert "no model version" in error.value.stderr
@@ -448,3 +462,86 @@ def test_the_first_correction_applies_to_the_batch_being_read_meanwhile(
     assert asked == [False]
     assert inbox.health.counts == {"move": 1}
     assert mailbox.count("Junk") == 1 and mailbox.total() == 1
+
+
+def test_the_latest_label_of_a_message_wins_and_set_aside_ones_are_not_remembered(
+    tmp_path: Path,
+) -> None:
+    state = State(tmp_path / "state.sqlite3")
+    raw = offer("Alice", "1", "r")
+    assert state.add_correction(correction(raw, "ham"))
+    assert not state.add_correction(correction(raw, "ham"))
+    assert state.add_correction(correction(raw, "spam", "moved_to_junk"))
+    (only,) = state.corrections(with_raw=True)
+    assert (only.label, only.how) == ("spam", "moved_to_junk")
+    assert [label for _, label in state.fingerprints("a")] == ["spam"]
+    assert state.labels("a", [only.content_hash]) == {only.content_hash: "spam"}
+    assert state.set_aside(0.0) == 1
+    assert state.fingerprints("a") == [] and state.corrections(learnt_only=True) == []
+    assert state.labels("a", [only.content_hash]) == {}
+
+
+def test_a_drag_back_into_junk_undoes_a_rescue(mailbox: Box, tmp_path: Path) -> None:
+    config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 3600})
+    with running_service(config) as (service, events):
+        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        mailbox.append(SPAM[0].read_bytes())
+        wait_until(lambda: events.named("arrived_in_junk"))
+        move(mailbox, "Junk", "INBOX")  # "not spam"
+        wait_until(lambda: events.named("correction"))
+        wait_until(lambda: mailbox.count("INBOX") == 1)
+        move(mailbox, "INBOX", "Junk")  # "on second thoughts, spam"
+        wait_until(lambda: len(events.named("correction")) == 2)
+    labels = [(e["label"], e["how"]) for e in events.named("correction")]
+    assert labels == [("ham", "rescued"), ("spam", "moved_to_junk")]
+    (stored,) = State(state_path(config)).corrections()
+    assert stored.label == "spam"
+    assert mailbox.count("Junk") == 1 and mailbox.total() == 1
+
+
+def test_a_redelivered_spam_is_not_a_rescue(mailbox: Box, tmp_path: Path) -> None:
+    config = spamd_config(
+        tmp_path, mailbox.settings(), learning={"retrain_delay": 3600, "rescue_window": 1}
+    )
+    raw = SPAM[0].read_bytes()
+    with running_service(config) as (service, events):
+        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        mailbox.append(raw)
+        wait_until(lambda: events.named("arrived_in_junk"))
+        mailbox.append(raw)  # byte for byte, while the first copy is still in Junk
+        wait_until(lambda: events.named("redelivered"))
+        wait_until(lambda: mailbox.count("Junk") == 2)
+        mailbox.client.select_folder("Junk")  # the user empties Junk
+        mailbox.client.delete_messages(mailbox.client.search("ALL"))
+        mailbox.client.expunge()
+        wait_until(lambda: len(events.named("left_junk")) == 2)
+        mailbox.append(raw)  # and the spammer sends it once more
+        wait_until(lambda: mailbox.count("Junk") == 1)
+    assert events.named("correction") == []
+    assert State(state_path(config)).corrections() == []
+    assert events.named("message")[-1]["reason"] == "known-spam"
+    assert mailbox.count("INBOX") == 0
+
+
+def test_corrections_made_during_a_retrain_are_all_learned(mailbox: Box, tmp_path: Path) -> None:
+    config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 0.2})
+    with running_service(config) as (service, events):
+        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        for path in HAM[:4]:
+            mailbox.append(path.read_bytes())
+        wait_until(lambda: len(events.named("message")) == 4 and mailbox.count("INBOX") == 4)
+        client = mailbox.client
+        client.select_folder("INBOX")
+        first, *rest = client.search("ALL")
+        client.add_flags([first], ["Junk"])
+        wait_until(lambda: events.named("retraining"))
+        client.add_flags(rest, ["Junk"])  # while the first retrain runs
+        wait_until(lambda: len(events.named("correction")) == 4)
+        wait_until(
+            lambda: (
+                events.named("retrained")[-1:]
+                and (events.named("retrained")[-1]["corrections"] == 4)
+            ),
+            timeout=120,
+        )
+    assert len(events.named("retrained")) <= 3
