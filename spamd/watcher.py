@@ -461,6 +461,7 @@ class FolderWatcher:
         self.settle_held(status.uidvalidity)
         self.finish_unfinished(mailbox, junk, status.uidvalidity)
         self.handle(mailbox, junk, status.uidvalidity, mailbox.uids_after(mark.last_uid), skip=skip)
+        self.settle_held(status.uidvalidity)  # wake up when what was held just now is due
         ours = self._state.flagged_uids(name, self.folder, status.uidvalidity)
         self.learn_keywords(mailbox, status.uidvalidity, learning.JUNK_KEYWORDS, "spam", ours)
         self.health.last_sync = time.time()
@@ -767,6 +768,7 @@ class FolderWatcher:
         self._state.set_status(due, Status.PENDING)
         for d in due:
             self._log.info("redelivered", uid=d.uid, reason=d.reason)
+            self.wake.set()  # moved at the next sync
         waiting = [d.at + self._rescue_window - now for d in held if d not in due]
         if waiting:
             if self._held_timer is not None:

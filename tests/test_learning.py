@@ -18,6 +18,7 @@ import yaml
 
 from spamd import learning, policy, retrain
 from spamd import model as model_lib
+from spamd.config import Config
 from spamd.features import extract
 from spamd.imap import Connection
 from spamd.learning import Correction, Fingerprints, fingerprint
@@ -194,7 +195,7 @@ def test_rescued_mail_is_learned_never_moved_back_and_retrained_live(
     with running_service(config) as (service, events):
         wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
         mailbox.append(SPAM[0].read_bytes())
-        wait_until(lambda: events.named("arrived_in_junk"))
+        junk_seen(mailbox, config)
         before = service.model().version
         move(mailbox, "Junk", "INBOX")  # the user: "this is not spam"
         wait_until(lambda: events.named("correction"))
@@ -246,6 +247,14 @@ def test_mail_the_user_junks_is_learned_and_its_copies_follow(mailbox: Box, tmp_
     assert correction_event["how"] == "moved_to_junk"
     assert events.named("message")[-1]["reason"] == "junked-before"
     assert mailbox.total() == 2
+
+
+def junk_seen(box: Box, config: Config, count: int = 1) -> None:
+    """Wait until the Junk watcher has recorded `count` messages as being in Junk."""
+    validity = int(box.client.folder_status("Junk", [b"UIDVALIDITY"])[b"UIDVALIDITY"])
+    state = State(state_path(config))
+    wait_until(lambda: len(state.junk_items(box.user, validity)) == count, what="Junk read")
+    state.close()
 
 
 def two_spam_in_junk(box: Box, service: Service, events: Events) -> list[int]:
@@ -486,7 +495,7 @@ def test_a_drag_back_into_junk_undoes_a_rescue(mailbox: Box, tmp_path: Path) -> 
     with running_service(config) as (service, events):
         wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
         mailbox.append(SPAM[0].read_bytes())
-        wait_until(lambda: events.named("arrived_in_junk"))
+        junk_seen(mailbox, config)
         move(mailbox, "Junk", "INBOX")  # "not spam"
         wait_until(lambda: events.named("correction"))
         wait_until(lambda: mailbox.count("INBOX") == 1)
@@ -507,13 +516,14 @@ def test_a_redelivered_spam_is_not_a_rescue(mailbox: Box, tmp_path: Path) -> Non
     with running_service(config) as (service, events):
         wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
         mailbox.append(raw)
-        wait_until(lambda: events.named("arrived_in_junk"))
+        junk_seen(mailbox, config)
         mailbox.append(raw)  # byte for byte, while the first copy is still in Junk
         wait_until(lambda: events.named("redelivered"))
-        wait_until(lambda: mailbox.count("Junk") == 2)
+        junk_seen(mailbox, config, 2)
         mailbox.client.select_folder("Junk")  # the user empties Junk
         mailbox.client.delete_messages(mailbox.client.search("ALL"))
         mailbox.client.expunge()
+        mailbox.client.unselect_folder()
         wait_until(lambda: len(events.named("left_junk")) == 2)
         mailbox.append(raw)  # and the spammer sends it once more
         wait_until(lambda: mailbox.count("Junk") == 1)
