@@ -817,7 +817,7 @@ class JunkWatcher(FolderWatcher):
 
     def __init__(self, account: Account, **kwargs: Any) -> None:
         super().__init__(account, "", **kwargs)
-        self._departed_keys: set[str] = set()  # unseen departures already handled
+        self._departed_keys: set[str] = set()  # recent departures already handled
 
     def _find_own(self, mailbox: Mailbox, listing: Listing) -> None:
         """Nothing: this watcher's folder is Junk, and it moves no mail."""
@@ -843,16 +843,17 @@ class JunkWatcher(FolderWatcher):
             )
         unseen = self._unseen_departures(mailbox, status.uidvalidity)
         for uid in gone:
+            self._departed_keys.add(known[uid][1])
             self._departed(mailbox, junk, *known[uid])
         for message_id, key in unseen:
             self._departed(mailbox, junk, message_id, key, "spamd")
         self._state.update_junk_items(name, status.uidvalidity, [], gone, mark=None, folder=junk)
         if gone or unseen:
             # Locating departures selected other folders: what happened in Junk
-            # meanwhile is not told on selecting it again.
-            again = mailbox.select(junk)
-            if again.uidnext != status.uidnext:  # mail came in: look again
-                self.wake.set()
+            # meanwhile (mail put in or taken out) is not told on selecting it
+            # again, so look again.
+            mailbox.select(junk)
+            self.wake.set()
         self.learn_keywords(mailbox, status.uidvalidity, learning.NOT_JUNK_KEYWORDS, "ham", set())
         self.health.last_sync = time.time()
 
@@ -863,8 +864,10 @@ class JunkWatcher(FolderWatcher):
             key for _, key, _ in self._state.junk_items(self.account.name, uidvalidity).values()
         }
         since = time.time() - self._rescue_window
+        recent = self._state.recent_moves(self.account.name, since)
+        self._departed_keys &= {key for _, key in recent}
         unseen = []
-        for message_id, key in self._state.recent_moves(self.account.name, since):
+        for message_id, key in recent:
             if key in there or key in self._departed_keys or not message_id:
                 continue
             if mailbox.search_header("Message-ID", message_id):

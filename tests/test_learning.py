@@ -565,3 +565,20 @@ def test_corrections_made_during_a_retrain_are_all_in_the_next_one(
         service.scheduler.shutdown()
         service.state.close()
     assert runs == [1, 4]
+
+
+def test_mail_leaving_junk_while_departures_are_located_is_noticed(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    # Locating one departure selects other folders; a second rescue made meanwhile
+    # is not told on selecting Junk again, so the Junk watcher looks once more.
+    config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 3600})
+    with running_service(config) as (service, events):
+        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        for i in range(3):
+            mailbox.append(SPAM[i].read_bytes())
+            wait_until(lambda i=i: len(events.named("arrived_in_junk")) == i + 1)
+            move(mailbox, "Junk", "INBOX")
+            wait_until(lambda i=i: len(events.named("correction")) == i + 1)
+    assert [e["label"] for e in events.named("correction")] == ["ham"] * 3
+    assert mailbox.count("INBOX") == 3 and mailbox.count("Junk") == 0
