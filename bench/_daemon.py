@@ -71,10 +71,7 @@ def events(proc: subprocess.Popen[bytes]) -> Iterator[dict[str, object]]:
     assert proc.stdout is not None
     for line in proc.stdout:
         try:
-            ev = json.loads(line)
-            if os.environ.get("TRACE"):
-                print({k: v for k, v in ev.items() if k in ("event", "folder", "uid", "action", "reason", "origin", "label", "to", "corrections", "promoted", "refused", "seconds")}, file=sys.stderr, flush=True)
-            yield ev
+            yield json.loads(line)
         except ValueError:
             print(line.decode(errors="replace"), end="", file=sys.stderr)
 
