@@ -27,6 +27,8 @@ TLS_MODES: tuple[TlsMode, ...] = ("ssl", "starttls", "none")
 Auth = Literal["password", "xoauth2", "oauthbearer"]
 AUTHS: tuple[Auth, ...] = ("password", "xoauth2", "oauthbearer")
 MODES: tuple[Mode, ...] = ("move", "flag", "dry_run")
+Unreadable = Literal["keep", "flag"]
+UNREADABLE: tuple[Unreadable, ...] = ("keep", "flag")
 DEFAULT_FETCH_BYTES = 256 * 1024
 DEFAULT_POLL_SECONDS = 60.0
 SECRET_COMMAND_TIMEOUT = 30.0
@@ -105,6 +107,7 @@ class Account:
     scan_existing: bool = False
     fetch_bytes: int = DEFAULT_FETCH_BYTES
     set_keywords: bool = False
+    unreadable: Unreadable = "keep"  # a message that cannot be read: left alone, or flagged
     allow: tuple[str, ...] = ()  # sender addresses or domains never junked
     block: tuple[str, ...] = ()  # sender addresses or domains always junked
     timeout: float = 60.0  # seconds for connecting and for each command
@@ -255,6 +258,7 @@ def _account(s: _Section, base: Path) -> Account:
         scan_existing=s.boolean("scan_existing", default=False),
         fetch_bytes=s.integer("fetch_bytes", DEFAULT_FETCH_BYTES, minimum=1024),
         set_keywords=s.boolean("set_keywords", default=False),
+        unreadable=cast(Unreadable, s.choice("unreadable", UNREADABLE, "keep")),
         allow=tuple(x.lower() for x in s.strings("allow", [])),
         block=tuple(x.lower() for x in s.strings("block", [])),
         timeout=s.number("timeout", 60.0, minimum=1.0),
@@ -361,8 +365,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "password_file", "password_env", "password_command", "auth", "oauth2_token",
         "oauth2_token_file", "oauth2_token_env", "oauth2_token_command", "folders",
         "junk_folder", "mode",
-        "idle", "poll_interval", "scan_existing", "fetch_bytes", "set_keywords", "allow",
-        "block", "timeout",
+        "idle", "poll_interval", "scan_existing", "fetch_bytes", "set_keywords", "unreadable",
+        "allow", "block", "timeout",
     ),
 }  # fmt: skip
 

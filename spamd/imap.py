@@ -232,8 +232,10 @@ class Connection:
         except TransientMailboxError:
             raise
         except MailboxError as exc:
-            if "ALREADYEXISTS" in str(exc).upper():  # another connection of ours made it
-                return JunkFolder(junk.name, junk.how, exists=True)
+            # Another connection of ours may have made it meanwhile (Dovecot says
+            # [ALREADYEXISTS], Cyrus only "Mailbox already exists"): look again.
+            if layout.match_folder(junk.name, self.listing()) == junk.name:
+                return JunkFolder(junk.name, f"{junk.how}: made meanwhile", exists=True)
             raise SetupError(
                 f"{self.account.name}: the server refused to create the Junk folder "
                 f"{junk.name!r} ({exc})",
@@ -365,10 +367,6 @@ class Connection:
         for chunk in _chunks(uids, FETCH_CHUNK):
             data = self._call("FETCH", partial(self._client.fetch, chunk, [item]))
             yield from ((uid, data[uid]) for uid in chunk if uid in data)  # else: expunged
-
-    @property
-    def has_move(self) -> bool:
-        return "MOVE" in self.capabilities
 
     @property
     def move_method(self) -> layout.MoveMethod:

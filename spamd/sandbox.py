@@ -96,16 +96,8 @@ class Dovecot:
         self.process = None
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                break
-            try:
-                with socket.create_connection(("127.0.0.1", self.imap_port), timeout=1) as sock:
-                    if sock.recv(100).startswith(b"* OK"):
-                        return
-            except OSError:
-                time.sleep(0.02)
+        if greeted(self.imap_port, self.process, timeout):
+            return
         output = (self.root / "dovecot.out").read_text(errors="replace")[-2000:]
         log = (
             (self.root / "dovecot.log").read_text(errors="replace")[-2000:]
@@ -150,6 +142,22 @@ class Dovecot:
         # Dovecot re-reads the file when its mtime (in seconds) changes: make sure it does.
         mtime = max(time.time(), before + 1.0)
         os.utime(users_file, (mtime, mtime))
+
+
+def greeted(port: int, process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
+    """Whether an IMAP server on 127.0.0.1:port said "* OK" within `timeout` seconds
+    (False at once if its process ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(100).startswith(b"* OK"):
+                    return True
+        except OSError:
+            time.sleep(0.02)
+    return False
 
 
 def _wait_gone(group: int, timeout: float = 10.0) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spamd.errors import ModelError
+from spamd.errors import ModelError, UnreadableMessage
 from spamd.features import FEATURE_VERSION, Counted, Features, count, extract
 from spamd.message import DEFAULT_MAX_BYTES, parse
 
@@ -160,7 +160,11 @@ class Scorer:
         return tuple(c.name for c in self.channel_weights)
 
     def features(self, raw: bytes) -> Features:
-        return extract(parse(raw, self.metadata.max_bytes), self.channels)
+        """The model's input; raises `UnreadableMessage` rather than score nothing."""
+        parsed = parse(raw, self.metadata.max_bytes)
+        if parsed.unreadable:
+            raise UnreadableMessage(parsed.unreadable)
+        return extract(parsed, self.channels)
 
     def score(self, raw: bytes) -> float:
         return self.score_extracted(self.features(raw))

@@ -310,10 +310,10 @@ class Service:
                 "last_sync": synced,
                 "failures": h.failures,
                 "last_error": h.last_error[:300],
-                "setup_error": h.setup_error,
+                "setup_error": h.setup_error[:300],
             }
             if h.setup_error:  # not network trouble: the account's settings need a fix
-                entry["setup_error"] = h.last_error[:300]
+                entry["setup_error"] = h.setup_error[:300]
         healthy = all(a["connected"] for a in accounts.values())
         return healthy, {"accounts": accounts, "model_version": self.model().version}
 

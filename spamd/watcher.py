@@ -52,8 +52,6 @@ class Mailbox(Protocol):
     @property
     def has_idle(self) -> bool: ...
     @property
-    def has_move(self) -> bool: ...
-    @property
     def move_method(self) -> MoveMethod: ...
 
     def listing(self) -> Listing: ...
@@ -89,7 +87,7 @@ class Health:
     connected: bool = False
     last_sync: float = 0.0  # time.time() of the last completed sync
     last_error: str = ""
-    setup_error: str = ""  # the fix for a SetupError, while it lasts
+    setup_error: str = ""  # a SetupError (with its fix), while it lasts
     failures: int = 0  # consecutive
     junk_folder: str = ""
     idle: bool = False
@@ -125,6 +123,7 @@ class Reading:
     subject: str = ""
     fingerprint: int | None = None
     error: str = ""  # set when the message could not be read: then leave it alone
+    partial: bool = False  # read only in part: the time budget ran out
 
 
 content_hash = identity.mail_key
@@ -135,6 +134,8 @@ def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True
     digest = content_hash(raw)
     try:
         parsed = parse(raw, max_bytes)
+        if parsed.unreadable:
+            return Reading(digest, error=parsed.unreadable)
         channels = {*scorer.channels, *(learning.FINGERPRINT_CHANNELS if fingerprint else ())}
         features = extract(parsed, channels)
         return Reading(
@@ -144,6 +145,7 @@ def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True
             parsed.message_id[:500],
             parsed.subject[:300],
             learning.fingerprint(features) if fingerprint else None,
+            partial=parsed.partial,
         )
     except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
         return Reading(digest, error=type(exc).__name__)
@@ -400,7 +402,7 @@ class FolderWatcher:
         backoff.failures += 1
         delay = SETUP_RETRY * self._rng.uniform(0.9, 1.0)
         self.health.last_error, self.health.failures = str(exc), backoff.failures
-        self.health.setup_error = exc.fix
+        self.health.setup_error = str(exc)
         self._log.error("setup_error", error=str(exc), fix=exc.fix, retry_in=round(delay, 1))
         return delay
 
@@ -640,8 +642,10 @@ class FolderWatcher:
             verdict = policy.RESCUED
         elif reading.error:
             self._log.error("undecidable", uid=message.uid, error=reading.error)
-            verdict = policy.UNREADABLE
+            verdict = policy.unreadable(self.account.unreadable == "flag", self._mode)
         else:
+            if reading.partial:
+                self._log.warning("read_partially", uid=message.uid)
             verdict = self._memory.decide(
                 reading,
                 scorer.threshold,
@@ -716,7 +720,7 @@ class FolderWatcher:
                 self._copy_then_delete(mailbox, junk, [d for d in moves if d.uid not in fresh])
         elif method == "copy":
             self._copy_then_delete(mailbox, junk, moves)
-        elif method == "flag":  # decided as moves before the server lost MOVE and UIDPLUS
+        else:  # "flag": decided as moves before the server lost MOVE and UIDPLUS
             self._keyword(mailbox, moves, JUNK_KEYWORD)
             copied = [d.uid for d in moves if d.status == Status.COPYING]
             if copied:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
@@ -15,10 +16,13 @@ import structlog
 
 from spamd import config as config_lib
 from spamd import corpus
+from spamd import message as message_lib
 from spamd import model as model_lib
-from spamd.config import Config
+from spamd.config import Account, Config
 from spamd.features import DEFAULT_CHANNELS
-from spamd.service import Service
+from spamd.service import LiveModel, Service
+from spamd.state import State
+from spamd.watcher import FolderWatcher
 from tests import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +46,23 @@ def message(subject: str, body: str, sender: str = "someone@example.org", **head
     lines = [f"From: {sender}", f"Subject: {subject}", "Message-ID: <t@example.org>"]
     lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+@pytest.fixture
+def parser_breaker(monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """A header line that makes the parser fail (RecursionError) on a message that
+    starts with it: nothing known does so any more, so the unreadable path is tested
+    by injecting a failure."""
+    marker = b"X-Break-Parser: 1\r\n"
+    parse = message_lib._parse
+
+    def failing(raw: bytes, *args: float) -> message_lib.ParsedMessage:
+        if raw.startswith(marker):
+            raise RecursionError
+        return parse(raw, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(message_lib, "_parse", failing)
+    return marker
 
 
 @pytest.fixture(scope="session")
@@ -217,3 +238,16 @@ def running_service(config: Config, **options: object) -> Iterator[tuple[Service
         yield service, events
     finally:
         service.stop()
+
+
+def inbox_watcher(config: Config, state: State, connect: Callable[[Account], Any]) -> FolderWatcher:
+    """A watcher of INBOX of the config's first account, outside a service (to drive by hand)."""
+    return FolderWatcher(
+        config.accounts[0],
+        "INBOX",
+        connect=connect,
+        model=LiveModel(config.model_path, Events.logger()),
+        state=state,
+        log=Events.logger(),
+        stop=threading.Event(),
+    )

@@ -60,8 +60,15 @@ LAYOUTS = (
     Layout("no-move-no-uidplus", hide=("MOVE", "UIDPLUS")),
     Layout("no-idle", hide=("IDLE",)),
 )  # fmt: skip
-SPECIAL_USE = {"junk": "\\Junk", "spam": "\\Junk", "trash": "\\Trash", "sent": "\\Sent"}
-SPECIAL_USE |= {"drafts": "\\Drafts", "sent mail": "\\Sent"}
+# The marker of each folder a Layout gives its users, by the folder's last name part.
+SPECIAL_USE = {
+    "junk": "\\Junk",
+    "spam": "\\Junk",
+    "trash": "\\Trash",
+    "sent": "\\Sent",
+    "sent mail": "\\Sent",
+    "drafts": "\\Drafts",
+}
 
 
 @dataclass

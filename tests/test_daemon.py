@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,9 +21,8 @@ from spamd import watcher
 from spamd.config import Account, Config
 from spamd.errors import TransientMailboxError
 from spamd.imap import Connection
-from spamd.service import LiveModel, Service, scan, state_path
+from spamd.service import Service, scan, state_path
 from spamd.state import State
-from spamd.watcher import FolderWatcher
 from tests import sandbox
 from tests.conftest import (
     HAM,
@@ -33,6 +31,7 @@ from tests.conftest import (
     SPAM,
     Box,
     Events,
+    inbox_watcher,
     message,
     running_service,
     spamd_config,
@@ -289,15 +288,7 @@ def test_a_move_cut_short_is_finished_after_restart_exactly_once(
     config = spamd_config(tmp_path, mailbox.settings(scan_existing=True))
     deliver(mailbox, SPAM[:2] + HAM[:1])
     state = State(state_path(config))
-    watcher = FolderWatcher(
-        config.accounts[0],
-        "INBOX",
-        connect=CrashBeforeMove.open,
-        model=LiveModel(config.model_path, Events.logger()),
-        state=state,
-        log=Events.logger(),
-        stop=threading.Event(),
-    )
+    watcher = inbox_watcher(config, state, CrashBeforeMove.open)
     broken = CrashBeforeMove.open(config.accounts[0])
     with pytest.raises(TransientMailboxError):
         watcher.sync(broken, broken.find_junk().name)

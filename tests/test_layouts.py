@@ -1,4 +1,5 @@
-"""The daemon's story on every server layout of the field (tests/sandbox.py `LAYOUTS`).
+"""The daemon's story on every server layout of the field (tests/sandbox.py `LAYOUTS`),
+and on Debian's Cyrus IMAP where it can run (tests/cyrus.py).
 
 Each layout gets its own Dovecot; on each, spamd runs the same story: mail is
 delivered and spam goes to that server's Junk folder (or is flagged where the
@@ -10,24 +11,40 @@ after a restart. Through it all, every message exists exactly once.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import imapclient
 import pytest
 
 from spamd.errors import TransientMailboxError
 from spamd.imap import Connection
-from spamd.service import LiveModel, state_path
+from spamd.service import state_path
 from spamd.state import State
-from spamd.watcher import FolderWatcher
-from tests.conftest import HAM, SPAM, Box, Events, running_service, spamd_config, wait_until
+from tests import cyrus
+from tests.conftest import (
+    HAM,
+    SPAM,
+    Box,
+    inbox_watcher,
+    running_service,
+    spamd_config,
+    wait_until,
+)
 from tests.sandbox import LAYOUTS, Dovecot, Layout, running
 
 
-@pytest.fixture(scope="module", params=LAYOUTS, ids=str)
-def server(request: pytest.FixtureRequest) -> Iterator[Dovecot]:
+@pytest.fixture(scope="module", params=[*LAYOUTS, cyrus.LAYOUT], ids=str)
+def server(request: pytest.FixtureRequest) -> Iterator[Dovecot | cyrus.Cyrus]:
+    """A Dovecot laid out as each of `LAYOUTS`, and a Cyrus as Debian configures it."""
+    if request.param is cyrus.LAYOUT:
+        why = cyrus.unavailable()
+        if why:
+            pytest.skip(why)
+        with cyrus.running({"u": "p"}) as started_cyrus:
+            yield started_cyrus
+        return
     with running({"u": "p"}, request.param) as started:
         yield started
 
@@ -92,11 +109,11 @@ def flagged(box: Box) -> int:
     return len(box.client.search(["KEYWORD", "$Junk"]))
 
 
-def test_the_story_on_every_layout(server: Dovecot, tmp_path: Path) -> None:
+def test_the_story_on_every_layout(server: Dovecot | cyrus.Cyrus, tmp_path: Path) -> None:
     layout: Layout = server.layout
     moves = not {"MOVE", "UIDPLUS"} <= set(layout.hide)
     junk = layout.junk
-    box = Box(server, "u", "p", tmp_path)
+    box = Box(cast(Dovecot, server), "u", "p", tmp_path)  # a Box needs only its imap_port
     settings = box.settings(poll_interval=1)
     config = spamd_config(tmp_path, settings, learning={"retrain_delay": 3600})
     delivered = [*HAM[:2], *SPAM[:2]]
@@ -131,15 +148,7 @@ def test_the_story_on_every_layout(server: Dovecot, tmp_path: Path) -> None:
         box.append(path.read_bytes())
     delivered += SPAM[2:4]
     state = State(state_path(config))
-    folder = FolderWatcher(
-        config.accounts[0],
-        "INBOX",
-        connect=CutAfterServerAction.open,
-        model=LiveModel(config.model_path, Events.logger()),
-        state=state,
-        log=Events.logger(),
-        stop=threading.Event(),
-    )
+    folder = inbox_watcher(config, state, CutAfterServerAction.open)
     cut = CutAfterServerAction.open(config.accounts[0])
     with pytest.raises(TransientMailboxError):
         folder.sync(cut, folder.prepare(cut))
