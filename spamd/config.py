@@ -325,7 +325,7 @@ def _http(s: _Section, base: Path) -> Http:
             f"expected HOST:PORT, got {listen!r}", source=s.source, key=s.key("listen")
         )
     token = _secret(s, base, "token", required=False)
-    if token is None and not _loopback(host):
+    if token is None and not is_loopback(host):
         raise ConfigError(
             f"a bearer token is required when listening on {host} (not loopback): "
             "set token, token_file, token_env or token_command",
@@ -343,7 +343,8 @@ def _http(s: _Section, base: Path) -> Http:
     return http
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback."""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

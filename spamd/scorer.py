@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -256,13 +257,23 @@ def weights_bytes(channels: Sequence[Channel], intercept: float) -> bytes:
 
 
 def read_checked(path: Path, what: str) -> bytes:
-    """A model file's bytes, refused when missing or writable by anyone."""
+    """A model file's bytes, refused when missing, or when anyone but root or the
+    user spamd runs as could have replaced it (group- or world-writable, or owned
+    by another user)."""
     try:
-        mode = path.stat().st_mode
-        if mode & stat.S_IWOTH:
+        info = path.stat()
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            who = "world" if info.st_mode & stat.S_IWOTH else "group"
             raise ModelError(
-                f"refusing a world-writable {what}: anyone could have replaced it; "
-                "fix with `chmod o-w`",
+                f"refusing a {who}-writable {what}: others could have replaced it; "
+                "fix with `chmod go-w`",
+                path=path,
+            )
+        if info.st_uid not in (0, os.geteuid()):
+            raise ModelError(
+                f"refusing a {what} owned by uid {info.st_uid}, neither root nor the user "
+                f"spamd runs as (uid {os.geteuid()}): that user could replace it; "
+                "fix with `chown`",
                 path=path,
             )
         return path.read_bytes()

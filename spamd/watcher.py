@@ -21,7 +21,8 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from spamd import identity, learning, policy
 from spamd.config import Account, Mode
@@ -35,6 +36,7 @@ from spamd.message import parse
 from spamd.scorer import Scorer
 from spamd.state import Decision, FolderMark, State
 
+T = TypeVar("T")
 BATCH = 200  # UIDs fetched, decided and recorded together
 BATCHES_AHEAD = 1  # fetched and being read (by a `PoolReader`) while one is decided
 ACT_EVERY = 1000  # moves (or flags) carried out together; see `FolderWatcher.handle`
@@ -746,15 +748,21 @@ class FolderWatcher:
 
     def _copied(self, mailbox: Mailbox, junk: str, decisions: Sequence[Decision]) -> set[int]:
         """Which of these messages Junk holds already: found by Message-ID, or, for
-        mail without one, among Junk's messages of the same size by content."""
-        sizes = mailbox.sizes([d.uid for d in decisions if not d.message_id])
+        mail without one (or one the server refuses to search for), among Junk's
+        messages of the same size by content."""
+        sizes = mailbox.sizes([d.uid for d in decisions])
         mailbox.select(junk)
         found = set()
         for d in decisions:
-            if d.message_id:
-                if mailbox.search_header("Message-ID", d.message_id):
+            same_id = (
+                self._unless_refused(partial(mailbox.search_header, "Message-ID", d.message_id))
+                if d.message_id
+                else None
+            )
+            if same_id is not None:
+                if same_id:
                     found.add(d.uid)
-            elif d.uid in sizes:
+            elif d.uid in sizes:  # no Message-ID, or one the server cannot search for
                 candidates = mailbox.fetch(
                     mailbox.search_size(sizes[d.uid]), self.account.fetch_bytes
                 )
@@ -798,6 +806,17 @@ class FolderWatcher:
         if still:
             self._log.info("finishing", uids=[d.uid for d in still])
             self._apply(mailbox, junk, still)
+
+    def _unless_refused(self, search: Callable[[], T]) -> T | None:
+        """The answer to a search for a value from mail, or None when the server
+        refused it (logged): that value is given up, never retried by reconnecting."""
+        try:
+            return search()
+        except TransientMailboxError:
+            raise
+        except MailboxError as exc:
+            self._log.warning("search_refused", error=str(exc))
+            return None
 
     @staticmethod
     def _keyword(mailbox: Mailbox, decisions: Sequence[Decision], keyword: str) -> None:
@@ -874,7 +893,8 @@ class JunkWatcher(FolderWatcher):
         for message_id, key in recent:
             if key in there or key in self._departed_keys or not message_id:
                 continue
-            if mailbox.search_header("Message-ID", message_id):
+            search = partial(mailbox.search_header, "Message-ID", message_id)
+            if self._unless_refused(search) != []:  # refused: given up, like a locate
                 continue  # in Junk, arrived after this sync's look: the next one reads it
             self._departed_keys.add(key)
             unseen.append((message_id, key))
@@ -915,7 +935,11 @@ class JunkWatcher(FolderWatcher):
                             *same[0], folder=rescue.folder)  # fmt: skip
                 self._state.rescued(held[rescue.folder, rescue.uid])
                 return
-        found = mailbox.locate(message_id, skip={junk}) if message_id else None
+        found = (
+            self._unless_refused(partial(mailbox.locate, message_id, skip={junk}))
+            if message_id
+            else None
+        )
         if found is None:  # deleted, trashed or expired: no label
             self._log.info("left_junk", origin=origin, to=None)
             return
