@@ -11,6 +11,7 @@ interrupt exits 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -420,11 +421,26 @@ def _learning_commands(commands: Any) -> None:
     rollback.add_argument("version", nargs="?", help="default: the one live before this one")
     rollback.set_defaults(handler=_model_rollback)
 
-    corrections = commands.add_parser("corrections", help="recent corrections users made")
-    _config_option(corrections)
+    corrections = commands.add_parser(
+        "corrections",
+        help="recent corrections users made (id, date, label, how, folder, sender, subject)",
+    )
+    # --config before or after `forget ID` / `restore`: checked in `_corrections_config`.
+    corrections.add_argument("--config", type=Path, metavar="FILE")
     corrections.add_argument("--account", metavar="NAME")
     corrections.add_argument("--limit", type=int, default=50)
     corrections.set_defaults(handler=_corrections)
+    what = corrections.add_subparsers(dest="corrections_command")
+    forget = what.add_parser("forget", help="remove a correction by its id, then retrain")
+    forget.add_argument("id", type=int)
+    forget.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS)
+    forget.set_defaults(handler=_corrections_forget)
+    restore = what.add_parser(
+        "restore", help="learn corrections a rollback set aside again (one id, or all), retrain"
+    )
+    restore.add_argument("id", type=int, nargs="?", help="default: all set aside")
+    restore.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS)
+    restore.set_defaults(handler=_corrections_restore)
 
 
 def _store(config: config_lib.Config) -> versions.ModelStore:
@@ -448,28 +464,81 @@ def _model_list(args: argparse.Namespace) -> int:
 
 
 def _model_rollback(args: argparse.Namespace) -> int:
-    name = _store(_load_config(args)).rollback(args.version)
+    """Make a version live, and set aside the corrections learnt since it was
+    trained, so that the next retrain does not bring them back."""
+    config = _load_config(args)
+    store = _store(config)
+    name = store.rollback(args.version)
+    meta = scorer_lib.read_metadata(store.path(name))
+    since = datetime.fromisoformat(meta.trained_at).timestamp() if meta.trained_at else 0.0
+    with _state(config) as state:
+        aside = state.set_aside(since)
     print(f"live model: {name} (a running spamd swaps to it within seconds)")
+    if aside:
+        print(
+            f"{aside} correction(s) learnt since it was trained are set aside: "
+            "see `spamd corrections`; `spamd corrections restore` learns them again"
+        )
     return 0
 
 
-def _corrections(args: argparse.Namespace) -> int:
-    config = _load_config(args)
-    if args.account:
-        config.account(args.account)  # an unknown name is an error, with suggestions
+@contextlib.contextmanager
+def _state(config: config_lib.Config) -> Iterator[Any]:
     from spamd.service import state_path  # noqa: PLC0415
     from spamd.state import State  # noqa: PLC0415
 
     state = State(state_path(config))
     try:
-        rows = state.corrections(args.account, args.limit)
+        yield state
     finally:
         state.close()
+
+
+def _corrections_config(args: argparse.Namespace) -> config_lib.Config:
+    if args.config is None:
+        raise SpamdError("spamd corrections: --config FILE is required")
+    return _load_config(args)
+
+
+def _corrections(args: argparse.Namespace) -> int:
+    config = _corrections_config(args)
+    if args.account:
+        config.account(args.account)  # an unknown name is an error, with suggestions
+    with _state(config) as state:
+        rows = state.corrections(args.account, args.limit)
     for c in rows:
         when = datetime.fromtimestamp(c.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{when}  {c.account}  {c.label:<4}  {c.how:<13}  {c.folder}  {c.subject!r}")
+        aside = "  [set aside]" if c.set_aside else ""
+        print(
+            f"{c.id:>6}  {when}  {c.account}  {c.label:<4}  {c.how:<13}  {c.folder}  "
+            f"{c.sender or '-'}  {c.subject!r}{aside}"
+        )
     if not rows:
         print("no corrections yet")
+    return 0
+
+
+def _corrections_forget(args: argparse.Namespace) -> int:
+    config = _corrections_config(args)
+    with _state(config) as state:
+        gone = state.forget(args.id)
+        print(f"forgot correction {gone.id}: {gone.label} {gone.how} {gone.subject!r}")
+        return _retrain_now(config, state)
+
+
+def _corrections_restore(args: argparse.Namespace) -> int:
+    config = _corrections_config(args)
+    with _state(config) as state:
+        print(f"{state.restore(args.id)} correction(s) learnt again")
+        return _retrain_now(config, state)
+
+
+def _retrain_now(config: config_lib.Config, state: Any) -> int:
+    from spamd import retrain  # noqa: PLC0415 - scikit-learn only when retraining
+
+    outcome = retrain.retrain(_store(config), state)
+    live = "live now" if outcome.promoted else f"refused: {outcome.refused}"
+    print(f"retrained: version {outcome.version}, {outcome.corrections} corrections, {live}")
     return 0
 
 

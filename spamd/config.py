@@ -36,6 +36,7 @@ DEFAULT_HTTP_PORT = 8025
 # Corrections made together (a user sweeping Junk) usually come within a second of each
 # other; one more during a retrain causes one more retrain after it.
 DEFAULT_RETRAIN_DELAY = 1.0
+DEFAULT_RESCUE_WINDOW = 120.0  # identity.RESCUE_WINDOW (config imports nothing of the core)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ class Config:
     housekeeping_interval: float = 300.0
     learning: bool = True  # learn from users' corrections and retrain
     retrain_delay: float = DEFAULT_RETRAIN_DELAY  # quiet seconds after a correction, then retrain
+    rescue_window: float = DEFAULT_RESCUE_WINDOW  # see identity.RESCUE_WINDOW
     http: Http | None = None  # the status/metrics/classify listener; off when None
 
     def account(self, name: str) -> Account:
@@ -188,6 +190,11 @@ def parse(data: object, source: Path, default_model: Path) -> Config:
         if learn
         else DEFAULT_RETRAIN_DELAY
     )
+    rescue_window = (
+        learn.number("rescue_window", DEFAULT_RESCUE_WINDOW, minimum=1.0)
+        if learn
+        else DEFAULT_RESCUE_WINDOW
+    )
     if learn:
         learn.done()
     web = root.section("http", required=False)
@@ -210,6 +217,7 @@ def parse(data: object, source: Path, default_model: Path) -> Config:
         housekeeping_interval=housekeeping,
         learning=learning,
         retrain_delay=retrain_delay,
+        rescue_window=rescue_window,
         http=http,
     )
 
@@ -367,7 +375,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "max_request_bytes",
     ),
     "model": ("path",),
-    "learning": ("enabled", "retrain_delay"),
+    "learning": ("enabled", "retrain_delay", "rescue_window"),
     "log": ("level", "format"),
     "accounts": (
         "name", "host", "port", "tls", "tls_verify", "ca_file", "username", "password",

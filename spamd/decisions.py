@@ -9,6 +9,11 @@ of crash safety (`state.py` explains the order of writes):
     pending  -> gone     not in the folder any more (moved before a crash, or by the user)
     pending  -> pending  a command the server refused and that changed nothing: try again
     copying  -> done     the copy is in Junk and the original gone (or left flagged)
+    held     -> done     a copy of mail in Junk that the user's drag out of Junk made a rescue
+    held     -> pending  its original stayed in Junk: a re-delivery of spam, to be moved
+    held     -> gone     not in the folder any more
+
+A ``held`` decision waits (`identity.RESCUE_WINDOW`) without touching the server.
 
 What is missing is forbidden: above all ``copying -> pending``, which would
 COPY the same message again at the next sync (a duplicate in Junk), and any
@@ -27,6 +32,7 @@ class Status(StrEnum):
     COPYING = "copying"  # a COPY to Junk was (maybe) sent; never send it again
     DONE = "done"
     GONE = "gone"
+    HELD = "held"  # a copy of mail in Junk: a rescue under way, or a re-delivery
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -34,8 +40,10 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.COPYING: frozenset({Status.DONE}),
     Status.DONE: frozenset(),
     Status.GONE: frozenset(),
+    Status.HELD: frozenset({Status.DONE, Status.PENDING, Status.GONE}),
 }
-UNFINISHED = frozenset(s for s, targets in TRANSITIONS.items() if targets)
+# What a sync carries out; a held decision waits for its window instead.
+UNFINISHED = frozenset(s for s, targets in TRANSITIONS.items() if targets) - {Status.HELD}
 # Entering these states means a command was (maybe) carried out on the server:
 # a status from which the same command would be sent again must never follow.
 SERVER_ACTED = frozenset({Status.COPYING, Status.DONE})

@@ -426,8 +426,13 @@ class Connection:
     def idle_wait(self, timeout: float) -> IdleEvents:
         """IDLE on the selected folder for up to `timeout` seconds; returns early on news."""
         if not self._idling:
+            # What was told before is the caller's (`reported`, checked after a sync);
+            # news read while IDLE starts, before "+ idling", idle_check never returns.
+            self._told.clear()
             self._call("IDLE", self._client.idle)
             self._idling = True
+            if self._told:
+                return IdleEvents(changed=True)
         started = time.monotonic()
         responses = self._call("IDLE", lambda: self._client.idle_check(timeout=timeout))
         if not responses and time.monotonic() - started < timeout / 2:

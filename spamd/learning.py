@@ -58,7 +58,9 @@ class Correction:
     raw: bytes  # at most the account's fetch cap: what retraining needs
     uidvalidity: int = 0
     uid: int = 0
-    at: float = 0.0
+    at: float = 0.0  # time.time() when spamd observed the user's action
+    id: int = 0  # in the state store
+    set_aside: bool = False  # by a rollback: stored, not learnt
 
 
 def has_keyword(flags: Iterable[str], keywords: Iterable[str]) -> bool:

@@ -42,16 +42,20 @@ def decide(
     remembered: Label | None = None,
     sender_junked: bool = False,
     move_at: float = 0.0,
+    known_spam: bool = False,
 ) -> Verdict:
-    """The verdict, in order: allow-list, a message like one the user rescued,
+    """The verdict, in order: allow-list, a copy of mail spamd junked or the user
+    labelled spam (`known_spam`), a message like one the user rescued,
     block-list, a message like one the user junked, a sender the user keeps
     junking, and only then the model's score. A score between `threshold` and
     `move_at` (a cautious account, `calibration`) is flagged, not moved."""
     if sender and listed(sender, allow):
         return Verdict(spam=False, action="keep", reason="allow-list")
-    if remembered == "ham":
+    if known_spam:
+        spam, reason = True, "known-spam"
+    elif remembered == "ham":
         return Verdict(spam=False, action="keep", reason="rescued-before")
-    if sender and listed(sender, block):
+    elif sender and listed(sender, block):
         spam, reason = True, "block-list"
     elif remembered == "spam":
         spam, reason = True, "junked-before"

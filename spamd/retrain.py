@@ -81,7 +81,7 @@ def retrain(store: ModelStore, state: State, fp_budget: float | None = None) -> 
     base_model = scorer_lib.load(store.base)
     budget = fp_budget if fp_budget is not None else base_model.metadata.fp_budget
     counts, labels = model_lib.read_base(model_lib.base_path(store.base))
-    corrections = _latest(state.corrections(limit=10**9, with_raw=True))
+    corrections = _latest(state.corrections(limit=10**9, with_raw=True, learnt_only=True))
     pipeline = model_lib.build_pipeline(channels=base_model.channels)
     hasher = pipeline.named_steps["hash"]
     if hasher.transform([]).shape[1] != counts.shape[1]:

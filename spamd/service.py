@@ -130,9 +130,12 @@ class Service:
         self.junk_watchers: list[JunkWatcher] = []  # one per account, when learning
         self._threads: list[threading.Thread] = []
         self.scheduler = BackgroundScheduler(timezone=UTC)
+        self.memories: dict[str, Memory] = {}  # one per account, by name
+        # Retraining: when each correction not yet in a retrain was observed, and
+        # whether a retrain loop runs (both behind the lock).
         self._retrain_lock = threading.Lock()
-        self._retrain_again = threading.Event()
-        self.memories: dict[str, Memory] = {}  # accounts that calibrate, by name
+        self._unlearnt: list[float] = []
+        self._retraining = False
 
     def start(self) -> None:
         calibrating: list[tuple[Account, Memory]] = []
@@ -142,7 +145,7 @@ class Service:
                 memory.calibration = self._stored_calibration(account)
                 if memory.calibration.ham == 0:
                     calibrating.append((account, memory))
-                self.memories[account.name] = memory
+            self.memories[account.name] = memory
             common: dict[str, Any] = {
                 "connect": self._connect,
                 "model": self.model,
@@ -151,6 +154,7 @@ class Service:
                 "stop": self.stop_event,
                 "memory": memory,
                 "metrics": self.telemetry,
+                "rescue_window": self.config.rescue_window,
             }
             if self.config.learning:
                 self.junk_watchers.append(JunkWatcher(account, **common))
@@ -167,7 +171,7 @@ class Service:
                 max_instances=1,
             )
         self.scheduler.add_job(
-            self.model.check,
+            self.check_model,
             "interval",
             seconds=MODEL_CHECK_INTERVAL,
             id="model_check",
@@ -274,11 +278,27 @@ class Service:
         self._calibrated(account, found)
         self._log.info("calibrated", account=account.name, stored=False, **_fields(found))
 
+    def check_model(self) -> None:
+        """Swap to a new live model (a promotion, or the admin's rollback); then what
+        the watchers remember is read again, since a rollback sets corrections aside
+        and `spamd corrections forget` removes them."""
+        if self.model.check():
+            for memory in self.memories.values():
+                memory.reload()
+
     def _learned(self, correction: Correction) -> None:
-        """A user corrected spamd: retrain once corrections stop coming for a moment."""
+        """A user corrected spamd: retrain once corrections stop coming for a moment.
+
+        A correction observed while a retrain runs is in the next one, which the
+        running loop starts as soon as the current one ends (APScheduler skips a
+        job whose previous run has not finished, so the job cannot be relied on)."""
         self.telemetry.correction(correction.account, correction.label)
         if not self.config.learning:
             return
+        with self._retrain_lock:
+            self._unlearnt.append(correction.at or time.time())
+            if self._retraining:
+                return
         when = datetime.now(UTC) + timedelta(seconds=self.config.retrain_delay)
         self.scheduler.add_job(
             self.retrain, "date", run_date=when, id="retrain", replace_existing=True
@@ -286,28 +306,30 @@ class Service:
 
     def retrain(self) -> None:
         """Train and guard a candidate in a child process (scikit-learn stays out of
-        the daemon); swap to it at once if it was promoted. Corrections that come in
-        while a retrain runs cause one more."""
-        if not self._retrain_lock.acquire(blocking=False):
-            self._retrain_again.set()
-            return
-        try:
-            while True:
-                self._retrain_again.clear()
-                self._retrain_once()
-                if not self._retrain_again.is_set() or self.stop_event.is_set():
-                    break
-        finally:
-            self._retrain_lock.release()
+        the daemon); swap to it at once if it was promoted. Runs again while
+        corrections came in meanwhile; none is left out."""
+        with self._retrain_lock:
+            if self._retraining:
+                return
+            self._retraining = True
+            observed, self._unlearnt = self._unlearnt, []
+        while True:
+            self._retrain_once(observed)
+            with self._retrain_lock:
+                observed, self._unlearnt = self._unlearnt, []
+                if not observed or self.stop_event.is_set():
+                    self._retraining = False
+                    return
 
-    def _retrain_once(self) -> None:
+    def _retrain_once(self, observed: list[float]) -> None:
+        """One retrain; `observed`: when the corrections new to it were observed."""
         # Isolated (-I): neither the working directory nor PYTHON* variables can put
         # other code on its path; it runs in the state directory, which is spamd's own.
         command = [
             sys.executable, "-I", "-m", "spamd.retrain",
             "--state-dir", str(self.config.state_dir), "--base", str(self.config.model_path),
         ]  # fmt: skip
-        started = time.monotonic()
+        self._log.info("retraining", corrections_new=len(observed))
         try:
             done = subprocess.run(
                 command,
@@ -329,8 +351,15 @@ class Service:
         self.telemetry.retrained("promoted" if outcome.get("promoted") else "refused")
         self._log.info("retrained", **outcome)
         if outcome.get("promoted"):
-            self.model.check()
-            self._log.info("correction_to_live", seconds=round(time.monotonic() - started, 2))
+            self.check_model()
+            if observed:  # from when spamd saw the user's action, not from the retrain's start
+                waited = [time.time() - at for at in observed]
+                self._log.info(
+                    "correction_to_live",
+                    seconds=round(max(waited), 2),
+                    newest_seconds=round(min(waited), 2),
+                    corrections=len(observed),
+                )
 
     def dead(self) -> list[str]:
         """Watcher threads that ended while they should run (a bug the watcher could not catch)."""
@@ -368,7 +397,7 @@ class Service:
                 entry["setup_error"] = h.setup_error[:300]
         healthy = all(a["connected"] for a in accounts.values())
         for name, memory in self.memories.items():
-            if name in accounts:
+            if name in accounts and memory.calibration is not None:
                 accounts[name]["calibration"] = _fields(memory.calibration)
         return healthy, {"accounts": accounts, "model_version": self.model().version}
 

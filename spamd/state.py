@@ -78,8 +78,9 @@ CREATE TABLE IF NOT EXISTS corrections (
     fingerprint INTEGER,
     sender TEXT NOT NULL,
     subject TEXT NOT NULL,
-    at REAL NOT NULL,
+    at REAL NOT NULL,          -- when spamd observed the user's action
     raw BLOB NOT NULL,
+    set_aside INTEGER NOT NULL DEFAULT 0,  -- by a rollback: not learnt until restored
     UNIQUE (account, content_hash)
 );
 CREATE INDEX IF NOT EXISTS corrections_by_sender ON corrections (account, sender);
@@ -95,7 +96,7 @@ CREATE TABLE IF NOT EXISTS junk_items (
 );
 """
 FILE_NAME = "state.sqlite3"  # in state_dir
-SCHEMA_VERSION = 2  # 2 added corrections and junk_items (1 upgrades in place)
+SCHEMA_VERSION = 3  # 2 added corrections and junk_items, 3 corrections.set_aside (upgrade in place)
 MAX_EXAMPLES = 2000  # corrections kept per account (oldest dropped first)
 
 
@@ -154,6 +155,11 @@ class State:
             if version > SCHEMA_VERSION:
                 raise StateError(f"{path}: state from a newer spamd (schema {version})")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(corrections)")}
+            if "set_aside" not in columns:
+                self._db.execute(
+                    "ALTER TABLE corrections ADD COLUMN set_aside INTEGER NOT NULL DEFAULT 0"
+                )
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StateError(f"{path}: cannot open the state database ({exc})") from None
@@ -280,14 +286,66 @@ class State:
             content_hashes,
         )
 
-    def junked(self, account: str, content_hashes: Sequence[str]) -> set[str]:
-        """Which of these messages went to Junk: moved there by spamd, or labelled spam."""
-        return self.moved_to_junk(account, content_hashes) | self._hashes_in(
-            "SELECT content_hash FROM corrections WHERE account=? AND label='spam' "
-            "AND content_hash IN ({})",
+    def labels(self, account: str, content_hashes: Sequence[str]) -> dict[str, Label]:
+        """What is known of these messages: the user's latest label (set-aside ones
+        aside), else "spam" for mail spamd itself moved to Junk."""
+        known: dict[str, Label] = dict.fromkeys(self.moved_to_junk(account, content_hashes), "spam")
+        if content_hashes:
+            rows = self._query(
+                "SELECT content_hash, label FROM corrections WHERE account=? AND set_aside=0 "  # noqa: S608 - placeholders only
+                f"AND content_hash IN ({','.join('?' * len(content_hashes))})",
+                (account, *content_hashes),
+            )
+            known.update({str(h): str(label) for h, label in rows})  # type: ignore[misc]
+        return known
+
+    def in_junk(self, account: str, content_hashes: Sequence[str], since: float) -> set[str]:
+        """Which of these messages Junk held at the Junk watcher's last look, or spamd
+        decided to move there after `since` (the Junk watcher may not have seen it yet)."""
+        return self._hashes_in(
+            "SELECT content_hash FROM junk_items WHERE account=? AND content_hash IN ({})",
+            account,
+            content_hashes,
+        ) | self._hashes_in(
+            "SELECT content_hash FROM decisions WHERE account=? AND action='move' "  # noqa: S608 - a float
+            f"AND at>{float(since)!r} AND content_hash IN ({{}})",
             account,
             content_hashes,
         )
+
+    def recent_moves(self, account: str, since: float) -> list[tuple[str, str]]:
+        """(message_id, content_hash) of mail spamd moved to Junk after `since`."""
+        rows = self._query(
+            "SELECT DISTINCT message_id, content_hash FROM decisions WHERE account=? "
+            "AND action='move' AND status=? AND at>?",
+            (account, str(Status.DONE), since),
+        )
+        return [(str(m), str(h)) for m, h in rows]
+
+    def held(self, account: str, content_hash: str) -> list[Decision]:
+        """Decisions waiting for a departure from Junk of this mail (`identity.arrival`)."""
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM decisions WHERE account=? AND content_hash=? AND status=?",  # noqa: S608 - constant columns
+            (account, content_hash, str(Status.HELD)),
+        )
+        return [_decision(row) for row in rows]
+
+    def held_in(self, account: str, folder: str, uidvalidity: int) -> list[Decision]:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM decisions WHERE account=? AND folder=? AND uidvalidity=? "  # noqa: S608 - constant columns
+            "AND status=? ORDER BY uid",
+            (account, folder, uidvalidity, str(Status.HELD)),
+        )
+        return [_decision(row) for row in rows]
+
+    def rescued(self, d: Decision) -> None:
+        """A held decision's message was rescued: keep it, for good."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE decisions SET status=?, action='keep', reason='rescued' "
+                "WHERE account=? AND folder=? AND uidvalidity=? AND uid=? AND status=?",
+                (str(Status.DONE), d.account, d.folder, d.uidvalidity, d.uid, str(Status.HELD)),
+            )
 
     def _hashes_in(self, sql: str, account: str, content_hashes: Sequence[str]) -> set[str]:
         if not content_hashes:
@@ -317,15 +375,19 @@ class State:
     # -- corrections ------------------------------------------------------------
 
     def add_correction(self, c: Correction, max_examples: int = MAX_EXAMPLES) -> bool:
-        """Store a label; False when the message already had this label, or when
-        it is a bootstrap guess about a message the user labelled themselves.
+        """Store a label, replacing the message's earlier one (the user's latest
+        action wins; a set-aside label given again is learnt again); False when
+        the message already had this label, or when it is a bootstrap guess
+        about a message the user labelled themselves.
         Past `max_examples`, bootstrap labels go first, then the oldest."""
         with self._transaction() as db:
             old = db.execute(
-                "SELECT label, how FROM corrections WHERE account=? AND content_hash=?",
+                "SELECT label, how, set_aside FROM corrections WHERE account=? AND content_hash=?",
                 (c.account, c.content_hash),
             ).fetchone()
-            if old and (old[0] == c.label or (c.how == BOOTSTRAP and old[1] != BOOTSTRAP)):
+            if old and (
+                (old[0] == c.label and not old[2]) or (c.how == BOOTSTRAP and old[1] != BOOTSTRAP)
+            ):
                 return False
             db.execute(
                 "INSERT OR REPLACE INTO corrections (account, label, how, folder, uidvalidity, "
@@ -344,15 +406,22 @@ class State:
         return True
 
     def corrections(
-        self, account: str | None = None, limit: int = 100, *, with_raw: bool = False
+        self,
+        account: str | None = None,
+        limit: int = 100,
+        *,
+        with_raw: bool = False,
+        learnt_only: bool = False,
     ) -> list[Correction]:
-        """The newest corrections first."""
-        where, args = ("WHERE account=?", [account]) if account else ("", [])
+        """The newest corrections first; `learnt_only` leaves out those set aside."""
+        where, args = ("WHERE account=?", [account]) if account else ("WHERE 1", [])
+        if learnt_only:
+            where += " AND set_aside=0"
         raw = "raw" if with_raw else "x''"
         rows = self._query(
             "SELECT account, label, how, folder, message_id, content_hash, fingerprint, "  # noqa: S608 - constant columns
-            f"sender, subject, {raw}, uidvalidity, uid, at FROM corrections {where} "
-            "ORDER BY id DESC LIMIT ?",
+            f"sender, subject, {raw}, uidvalidity, uid, at, id, set_aside FROM corrections "
+            f"{where} ORDER BY id DESC LIMIT ?",
             (*args, limit),
         )
         return [
@@ -360,15 +429,44 @@ class State:
                 str(a), str(label), str(how), str(f), str(m), str(h),  # type: ignore[arg-type]
                 None if fp is None else to_unsigned(int(fp)),  # type: ignore[call-overload]
                 str(snd), str(subj), zlib.decompress(r) if r else b"",  # type: ignore[arg-type]
-                int(v), int(u), float(at),  # type: ignore[call-overload, arg-type]
+                int(v), int(u), float(at), int(i), bool(aside),  # type: ignore[call-overload, arg-type]
             )
-            for a, label, how, f, m, h, fp, snd, subj, r, v, u, at in rows
+            for a, label, how, f, m, h, fp, snd, subj, r, v, u, at, i, aside in rows
         ]  # fmt: skip
+
+    def forget(self, correction_id: int) -> Correction:
+        """Remove one correction; raises `StateError` naming the id when there is none."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT account, label, how, folder, subject FROM corrections WHERE id=?",
+                (correction_id,),
+            ).fetchone()
+            if row is None:
+                raise StateError(f"{self.path}: no correction with id {correction_id}")
+            db.execute("DELETE FROM corrections WHERE id=?", (correction_id,))
+        a, label, how, folder, subject = row
+        return Correction(a, label, how, folder, "", "", None, "", subject, b"", id=correction_id)
+
+    def set_aside(self, since: float) -> int:
+        """Set aside the corrections observed after `since` (a rollback); how many."""
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE corrections SET set_aside=1 WHERE at>? AND set_aside=0", (since,)
+            ).rowcount
+
+    def restore(self, correction_id: int | None = None) -> int:
+        """Learn set-aside corrections again: one, or all of them; how many."""
+        where, args = ("AND id=?", (correction_id,)) if correction_id is not None else ("", ())
+        with self._transaction() as db:
+            return db.execute(
+                f"UPDATE corrections SET set_aside=0 WHERE set_aside=1 {where}",  # noqa: S608 - constant
+                args,
+            ).rowcount
 
     def fingerprints(self, account: str) -> list[tuple[int, Label]]:
         rows = self._query(
             "SELECT fingerprint, label FROM corrections "
-            "WHERE account=? AND fingerprint IS NOT NULL AND how!=? ORDER BY id",
+            "WHERE account=? AND fingerprint IS NOT NULL AND how!=? AND set_aside=0 ORDER BY id",
             (account, BOOTSTRAP),
         )
         return [(to_unsigned(int(fp)), str(label)) for fp, label in rows]  # type: ignore[call-overload, misc]
@@ -376,7 +474,8 @@ class State:
     def senders_junked(self, account: str, at_least: int) -> set[str]:
         """Addresses with at least this many user-junked messages and none rescued."""
         rows = self._query(
-            "SELECT sender FROM corrections WHERE account=? AND sender!='' GROUP BY sender "
+            "SELECT sender FROM corrections WHERE account=? AND sender!='' AND set_aside=0 "
+            "GROUP BY sender "
             "HAVING SUM(label='spam' AND how!=?) >= ? AND SUM(label='ham') = 0",
             (account, BOOTSTRAP, at_least),
         )

@@ -13,7 +13,7 @@ and a stop event. The lifecycle is a loop of states:
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import random
 import threading
 import time
@@ -24,7 +24,7 @@ from datetime import date
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from spamd import learning, policy
+from spamd import identity, learning, policy
 from spamd.calibration import Calibration
 from spamd.config import Account, Mode
 from spamd.decisions import Status
@@ -148,7 +148,7 @@ class Backoff:
 class Reading:
     """What the model and the headers say about one message."""
 
-    content_hash: str  # of the fetched bytes: how a message is recognised in another folder
+    content_hash: str  # `identity.mail_key`: how a message is recognised in another folder
     score: float = 0.0
     sender: str = ""
     message_id: str = ""
@@ -159,8 +159,7 @@ class Reading:
     seconds: float = 0.0  # how long reading it took (parse, features, score)
 
 
-def content_hash(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()[:32]
+content_hash = identity.mail_key
 
 
 def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True) -> Reading:
@@ -216,8 +215,16 @@ class Memory:
         new mail can skip computing fingerprints (about a tenth of its cost)."""
         return len(self._fingerprints) > 0
 
+    def reload(self) -> None:
+        """Read the remembered labels again (corrections were set aside or forgotten)."""
+        fingerprints = learning.Fingerprints(self._state.fingerprints(self.account))
+        senders = self._state.senders_junked(self.account, learning.SENDER_JUNKED_AFTER)
+        with self._lock:
+            self._fingerprints, self._senders = fingerprints, senders
+
     def learn(self, correction: Correction) -> bool:
-        """Store a label; False if the message had that label already."""
+        """Store a label, replacing an earlier one; False if the message had it already."""
+        correction = dataclasses.replace(correction, at=correction.at or time.time())
         if not self._state.add_correction(correction):
             return False
         with self._lock:
@@ -242,6 +249,7 @@ class Memory:
         mode: Mode,
         allow: Collection[str] = (),
         block: Collection[str] = (),
+        known_spam: bool = False,
     ) -> policy.Verdict:
         """The verdict on a readable message, with what the user taught remembered."""
         with self._lock:
@@ -258,6 +266,7 @@ class Memory:
             remembered=remembered,
             sender_junked=sender_junked,
             move_at=calibrated.move_at if calibrated else 0.0,
+            known_spam=known_spam,
         )
 
 
@@ -343,6 +352,7 @@ class FolderWatcher:
         memory: Memory | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        rescue_window: float = identity.RESCUE_WINDOW,
     ) -> None:
         self.account = account
         self.folder = folder
@@ -359,6 +369,8 @@ class FolderWatcher:
         self.health = Health()
         self._mode: Mode = account.mode  # "flag" where the server cannot move safely
         self._said_unsafe = False
+        self._rescue_window = rescue_window
+        self._held_timer: threading.Timer | None = None
 
     # -- the thread -------------------------------------------------------------
 
@@ -491,8 +503,10 @@ class FolderWatcher:
         elif mark.uidvalidity != status.uidvalidity:
             skip = self._uidvalidity_changed(mailbox, mark, status)
             mark = FolderMark(status.uidvalidity, 0)
+        self.settle_held(status.uidvalidity)
         self.finish_unfinished(mailbox, junk, status.uidvalidity)
         self.handle(mailbox, junk, status.uidvalidity, mailbox.uids_after(mark.last_uid), skip=skip)
+        self.settle_held(status.uidvalidity)  # wake up when what was held just now is due
         ours = self._state.flagged_uids(name, self.folder, status.uidvalidity)
         self.learn_keywords(mailbox, status.uidvalidity, learning.JUNK_KEYWORDS, "spam", ours)
         self.health.last_sync = time.time()
@@ -607,21 +621,25 @@ class FolderWatcher:
     ) -> _Decided:
         """Decide a batch and record the decisions (and the folder's mark with them)."""
         readings = batch.readings()
-        # A message that was in Junk and now arrives here was rescued by the user.
-        back = self._state.junked(self.account.name, [r.content_hash for r in readings])
-        if not batch.fingerprinted and (back or self._memory.remembers):
-            # A correction to store, or the account's first one learnt meanwhile: these
-            # messages need their fingerprints after all (rare: read them again here).
+        # What is known of the same mail: see `identity.arrival`.
+        keys = [r.content_hash for r in readings]
+        labels = self._state.labels(self.account.name, keys)
+        since = time.time() - self._rescue_window
+        in_junk = self._state.in_junk(self.account.name, keys, since)
+        if not batch.fingerprinted and (in_junk or self._memory.remembers):
+            # A rescue may need storing, or the account's first correction was learnt
+            # meanwhile: these need their fingerprints after all (rare: read again).
             raws = [m.raw for m in batch.fetched]
             readings = read_all(batch.scorer, raws, self.account.fetch_bytes)()
         decisions = []
         for message, reading in zip(batch.fetched, readings, strict=True):
             self._metrics.classified(reading.seconds)
-            rescued = reading.content_hash in back
-            if rescued:
-                self._learn("ham", "rescued", uidvalidity, message, reading)
+            arrival = identity.arrival(
+                label=labels.get(reading.content_hash),
+                in_junk=reading.content_hash in in_junk,
+            )
             decisions.append(
-                self._decide(message, reading, batch.scorer, uidvalidity, rescued=rescued)
+                self._decide(message, reading, batch.scorer, uidvalidity, arrival=arrival)
             )
         self._state.record(decisions, self.account.name, self.folder, batch.mark)
         progress(batch.size)
@@ -638,7 +656,7 @@ class FolderWatcher:
             # From FETCH to acted on, per message (batches overlap: an upper bound).
             ms = (now - group.started) * 1000 / max(1, len(group.decisions))
             for d in group.decisions:
-                action = outcome.get(d.uid, d.action)
+                action = outcome.get(d.uid, "held" if d.status == Status.HELD else d.action)
                 self.health.handled += 1
                 self.health.counts[action] = self.health.counts.get(action, 0) + 1
                 self._log.info(
@@ -659,9 +677,9 @@ class FolderWatcher:
         scorer: Scorer,
         uidvalidity: int,
         *,
-        rescued: bool = False,
+        arrival: identity.Arrival = "new",
     ) -> Decision:
-        if rescued:
+        if arrival == "rescued":  # the user's latest word on this mail: not spam
             verdict = policy.RESCUED
         elif reading.error:
             self._log.error("undecidable", uid=message.uid, error=reading.error)
@@ -675,7 +693,9 @@ class FolderWatcher:
                 mode=self._mode,
                 allow=self.account.allow,
                 block=self.account.block,
+                known_spam=arrival in ("known-spam", "held"),
             )
+        acts = verdict.action in ("move", "flag")
         return Decision(
             account=self.account.name,
             folder=self.folder,
@@ -687,7 +707,7 @@ class FolderWatcher:
             action=verdict.action,
             reason=verdict.reason,
             model_version=scorer.version,
-            status=Status.PENDING if verdict.action in ("move", "flag") else Status.DONE,
+            status=(Status.HELD if arrival == "held" else Status.PENDING) if acts else Status.DONE,
         )
 
     def _apply(self, mailbox: Mailbox, junk: str, pending: Sequence[Decision]) -> dict[int, str]:
@@ -792,6 +812,24 @@ class FolderWatcher:
         mailbox.select(self.folder)
         return found
 
+    def settle_held(self, uidvalidity: int) -> None:
+        """A held copy whose original stayed in Junk for the whole rescue window was
+        delivered again: spam, to be moved now. Until then, wake up when it is due."""
+        held = self._state.held_in(self.account.name, self.folder, uidvalidity)
+        now = time.time()
+        due = [d for d in held if now - d.at >= self._rescue_window]
+        self._state.set_status(due, Status.PENDING)
+        for d in due:
+            self._log.info("redelivered", uid=d.uid, reason=d.reason)
+            self.wake.set()  # moved at the next sync
+        waiting = [d.at + self._rescue_window - now for d in held if d not in due]
+        if waiting:
+            if self._held_timer is not None:
+                self._held_timer.cancel()
+            self._held_timer = threading.Timer(min(waiting) + 0.1, self.wake.set)
+            self._held_timer.daemon = True
+            self._held_timer.start()
+
     def finish_unfinished(self, mailbox: Mailbox, junk: str, uidvalidity: int) -> None:
         """Carry out decisions recorded but not acted on before a crash or a cut connection."""
         unfinished = self._state.unfinished(self.account.name, self.folder, uidvalidity)
@@ -843,6 +881,7 @@ class JunkWatcher(FolderWatcher):
 
     def __init__(self, account: Account, **kwargs: Any) -> None:
         super().__init__(account, "", **kwargs)
+        self._departed_keys: set[str] = set()  # recent departures already handled
 
     def _find_own(self, mailbox: Mailbox, listing: Listing) -> None:
         """Nothing: this watcher's folder is Junk, and it moves no mail."""
@@ -866,26 +905,55 @@ class JunkWatcher(FolderWatcher):
             self._state.update_junk_items(
                 name, status.uidvalidity, added, [], mark=last, folder=junk
             )
+        unseen = self._unseen_departures(mailbox, status.uidvalidity)
         for uid in gone:
+            self._departed_keys.add(known[uid][1])
             self._departed(mailbox, junk, *known[uid])
+        for message_id, key in unseen:
+            self._departed(mailbox, junk, message_id, key, "spamd")
         self._state.update_junk_items(name, status.uidvalidity, [], gone, mark=None, folder=junk)
-        if gone:
+        if gone or unseen:
             # Locating departures selected other folders: what happened in Junk
-            # meanwhile is not told on selecting it again.
-            again = mailbox.select(junk)
-            if again.uidnext != status.uidnext:  # mail came in: look again
-                self.wake.set()
+            # meanwhile (mail put in or taken out) is not told on selecting it
+            # again, so look again.
+            mailbox.select(junk)
+            self.wake.set()
         self.learn_keywords(mailbox, status.uidvalidity, learning.NOT_JUNK_KEYWORDS, "ham", set())
         self.health.last_sync = time.time()
+
+    def _unseen_departures(self, mailbox: Mailbox, uidvalidity: int) -> list[tuple[str, str]]:
+        """Mail spamd moved to Junk lately that left again before this watcher saw it
+        (a quick user, or this watcher reconnecting): departures too. Junk is selected."""
+        there = {
+            key for _, key, _ in self._state.junk_items(self.account.name, uidvalidity).values()
+        }
+        since = time.time() - self._rescue_window
+        recent = self._state.recent_moves(self.account.name, since)
+        self._departed_keys &= {key for _, key in recent}
+        unseen = []
+        for message_id, key in recent:
+            if key in there or key in self._departed_keys or not message_id:
+                continue
+            search = partial(mailbox.search_header, "Message-ID", message_id)
+            if self._unless_refused(search) != []:  # refused: given up, like a locate
+                continue  # in Junk, arrived after this sync's look: the next one reads it
+            self._departed_keys.add(key)
+            unseen.append((message_id, key))
+        return unseen
 
     def _arrived(
         self, mailbox: Mailbox, uidvalidity: int, uids: Sequence[int]
     ) -> list[tuple[int, str, str, str]]:
         read = self._fetch_read(mailbox, uids)
-        ours = self._state.moved_to_junk(self.account.name, [r.content_hash for _, r in read])
+        keys = [r.content_hash for _, r in read]
+        ours = self._state.moved_to_junk(self.account.name, keys)
+        labels = self._state.labels(self.account.name, keys)
         items = []
         for message, reading in read:
-            origin = "spamd" if reading.content_hash in ours else "user"
+            # Mail spamd moved here, unless the user rescued it since: then this drag
+            # back is the user's, and their latest word (spam) replaces the rescue.
+            key = reading.content_hash
+            origin = "spamd" if key in ours and labels.get(key) != "ham" else "user"
             self._log.info("arrived_in_junk", uid=message.uid, origin=origin)
             if origin == "user":
                 self._learn("spam", "moved_to_junk", uidvalidity, message, reading)
@@ -895,6 +963,19 @@ class JunkWatcher(FolderWatcher):
     def _departed(
         self, mailbox: Mailbox, junk: str, message_id: str, digest: str, origin: str
     ) -> None:
+        """Mail left Junk: a rescue if the same mail is (or was just) seen elsewhere."""
+        departure = identity.Sighting(digest, time.time())
+        held = {(d.folder, d.uid): d for d in self._state.held(self.account.name, digest)}
+        arrivals = [identity.Sighting(d.content_hash, d.at, d.folder, d.uid) for d in held.values()]
+        rescue = identity.rescue_of(departure, arrivals, self._rescue_window)
+        if rescue is not None:  # a copy a watcher holds (a sync client uploads, then deletes)
+            mailbox.examine(rescue.folder)
+            same = self._fetch_read(mailbox, [rescue.uid])
+            if same and same[0][1].content_hash == digest:
+                self._learn("ham", "rescued", held[rescue.folder, rescue.uid].uidvalidity,
+                            *same[0], folder=rescue.folder)  # fmt: skip
+                self._state.rescued(held[rescue.folder, rescue.uid])
+                return
         found = (
             self._unless_refused(partial(mailbox.locate, message_id, skip={junk}))
             if message_id

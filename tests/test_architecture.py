@@ -19,6 +19,7 @@ PURE = {
     "learning",
     "decisions",
     "layout",
+    "identity",
 }
 ADAPTER_MODULES = {
     "imapclient",
