@@ -207,6 +207,12 @@ class Events(list[dict[str, object]]):
         return structlog.wrap_logger(None, processors=[events if events is not None else Events()])
 
 
+def synced(service: Service) -> bool:
+    """Every watcher (each watched folder's and the Junk watcher) has synced once: mail
+    delivered from now on is new to all of them, not "existing" mail left alone."""
+    return all(w.health.last_sync for w in (*service.watchers, *service.junk_watchers))
+
+
 @contextlib.contextmanager
 def running_service(config: Config, **options: object) -> Iterator[tuple[Service, Events]]:
     events = Events()

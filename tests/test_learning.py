@@ -36,6 +36,7 @@ from tests.conftest import (
     Events,
     running_service,
     spamd_config,
+    synced,
     wait_until,
 )
 
@@ -192,7 +193,7 @@ def test_rescued_mail_is_learned_never_moved_back_and_retrained_live(
 ) -> None:
     config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 0.2})
     with running_service(config) as (service, events):
-        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        wait_until(lambda: synced(service), what="every watcher's first sync")
         mailbox.append(SPAM[0].read_bytes())
         wait_until(lambda: mailbox.count("Junk") == 1)
         before = service.model().version
@@ -234,7 +235,7 @@ def test_mail_the_user_junks_is_learned_and_its_copies_follow(mailbox: Box, tmp_
     config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 3600})
     raw = newsletter("Alice", "12", "<n1@garden.example>")
     with running_service(config) as (service, events):
-        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        wait_until(lambda: synced(service), what="every watcher's first sync")
         mailbox.append(raw)
         wait_until(lambda: events.named("message"))
         assert mailbox.count("INBOX") == 1, "the model was expected to let this one through"
@@ -250,8 +251,8 @@ def test_mail_the_user_junks_is_learned_and_its_copies_follow(mailbox: Box, tmp_
 
 
 def two_spam_in_junk(box: Box, service: Service, events: Events) -> list[int]:
-    """Deliver two spam once the Junk watcher is ready; their UIDs in Junk (selected)."""
-    wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+    """Deliver two spam once every watcher is ready; their UIDs in Junk (selected)."""
+    wait_until(lambda: synced(service), what="every watcher's first sync")
     for path in SPAM[:2]:
         box.append(path.read_bytes())
     wait_until(lambda: len(events.named("arrived_in_junk")) == 2)
@@ -301,7 +302,7 @@ def test_not_junk_set_while_departures_are_located_is_learned(mailbox: Box, tmp_
 def test_junk_keywords_set_by_a_client_are_labels(mailbox: Box, tmp_path: Path) -> None:
     config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 3600})
     with running_service(config) as (service, events):
-        wait_until(lambda: all(w.health.last_sync for w in service.junk_watchers))
+        wait_until(lambda: synced(service), what="every watcher's first sync")
         mailbox.append(HAM[0].read_bytes())
         mailbox.append(SPAM[0].read_bytes())
         wait_until(lambda: len(events.named("message")) == 2 and mailbox.count("Junk") == 1)
