@@ -21,7 +21,7 @@ from spamd import __version__, corpus, versions
 from spamd import config as config_lib
 from spamd import log as log_lib
 from spamd import scorer as scorer_lib
-from spamd.errors import SpamdError
+from spamd.errors import InputError, SpamdError
 from spamd.features import DEFAULT_CHANNELS
 from spamd.message import DEFAULT_MAX_BYTES
 
@@ -105,15 +105,30 @@ def _parser() -> argparse.ArgumentParser:
     classify.set_defaults(handler=_classify)
 
     evaluate = commands.add_parser("evaluate", help="train on part of a corpus, report on the rest")
-    evaluate.add_argument("--corpus", action="append", required=True, type=Path, metavar="DIR")
+    evaluate.add_argument(
+        "--corpus",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="directory with ham/ and spam/ (as for train); repeatable",
+    )
     evaluate.add_argument(
         "--split",
         choices=["stratified", "time"],
         default="stratified",
         help="random stratified 80/20, or oldest 80%% by delivery time",
     )
-    evaluate.add_argument("--test-size", type=_fraction, default=0.2, metavar="SHARE")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--test-size",
+        type=_fraction,
+        default=0.2,
+        metavar="SHARE",
+        help="share of the mail held out for the figures (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="seed of the random split (default: %(default)s)"
+    )
     evaluate.add_argument(
         "--plot", type=Path, metavar="FILE.png", help="write a ROC/threshold chart"
     )
@@ -124,8 +139,10 @@ def _parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="show the terms that pushed a score up and down")
     _model_option(explain)
-    explain.add_argument("file", metavar="FILE|-")
-    explain.add_argument("--top", type=int, default=10, help="terms per direction")
+    explain.add_argument("file", metavar="FILE|-", help="one message file, or - for standard input")
+    explain.add_argument(
+        "--top", type=int, default=10, help="terms shown per direction (default: %(default)s)"
+    )
     explain.set_defaults(handler=_explain)
 
     run = commands.add_parser("run", help="watch the configured mailboxes (the daemon)")
@@ -134,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
 
     scan = commands.add_parser("scan", help="classify a backlog of existing mail now")
     _config_option(scan)
-    scan.add_argument("--account", required=True, metavar="NAME")
+    scan.add_argument("--account", required=True, metavar="NAME", help="account to scan")
     scan.add_argument("--folder", metavar="F", help="folder to scan (default: the watched ones)")
     scan.add_argument("--since", type=int, metavar="DAYS", help="only mail from the last DAYS days")
     scan.add_argument(
@@ -160,14 +177,26 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run spamd against a private Dovecot on 127.0.0.1 with sample mail"
     )
-    demo.add_argument("--samples", type=Path, default=SAMPLES, metavar="DIR")
+    demo.add_argument(
+        "--samples",
+        type=Path,
+        default=SAMPLES,
+        metavar="DIR",
+        help="mail to deliver: DIR/*/*.eml (default: the samples shipped with spamd)",
+    )
     _model_option(demo)
     demo.set_defaults(handler=_demo)
     return parser
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, metavar="FILE")
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the configuration file (every option: config.example.yaml)",
+    )
 
 
 def _model_option(parser: argparse.ArgumentParser) -> None:
@@ -291,8 +320,11 @@ def _print_verdict(out: TextIO, path: str, score: float, spam: bool, jsonl: bool
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    examples = _load_examples(args.corpus)
     from spamd import evaluation, metrics  # noqa: PLC0415 - scikit-learn only here
+
+    if args.plot:
+        evaluation.check_plotting(args.plot)  # before the work, not after it
+    examples = _load_examples(args.corpus)
 
     train_set, test_set = evaluation.split(examples, args.split, args.test_size, args.seed)
     if len(set(test_set.labels)) < 2:
@@ -307,7 +339,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     scores = trained.scorer.score_features(test_set.features)
     report = metrics.report(test_set.labels, scores, trained.scorer.threshold)
     if args.json:
-        print(json.dumps(report.as_dict(), sort_keys=True))
+        print(json.dumps(report.measured(), sort_keys=True))
     else:
         sizes = f"{len(train_set.labels)} train / {len(test_set.labels)} test"
         print(f"split           {args.split}, {sizes}")
@@ -321,7 +353,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     model = scorer_lib.load(args.model)
-    mail = next(corpus.read_inputs([args.file], model.metadata.max_bytes))
+    mails = list(islice(corpus.read_inputs([args.file], model.metadata.max_bytes), 2))
+    if len(mails) > 1:
+        raise InputError("holds more than one message: explain takes one file", path=args.file)
+    if not mails:
+        raise InputError("holds no messages: name a message file", path=args.file)
+    (mail,) = mails
     if mail.error:
         raise SpamdError(mail.error)
     explanation = model.explain(mail.raw, args.top)
@@ -407,8 +444,10 @@ def _learning_commands(commands: Any) -> None:
 
     corrections = commands.add_parser("corrections", help="recent corrections users made")
     _config_option(corrections)
-    corrections.add_argument("--account", metavar="NAME")
-    corrections.add_argument("--limit", type=int, default=50)
+    corrections.add_argument("--account", metavar="NAME", help="only this account's")
+    corrections.add_argument(
+        "--limit", type=int, default=50, help="most recent shown (default: %(default)s)"
+    )
     corrections.set_defaults(handler=_corrections)
 
 

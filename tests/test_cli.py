@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import mailbox
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from spamd.cli import main
+from spamd.cli import _parser, main
 from tests.conftest import SAMPLES
 
 
@@ -171,3 +173,84 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "usage: spamd " + command in capsys.readouterr().out
+
+
+def test_every_command_and_option_has_help() -> None:
+    def undocumented(parser: argparse.ArgumentParser, name: str) -> Iterator[str]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    if not choice.help:
+                        yield f"{name} {choice.dest}"
+                for sub, subparser in action.choices.items():
+                    yield from undocumented(subparser, f"{name} {sub}")
+            elif not action.help:
+                yield f"{name} {'/'.join(action.option_strings) or action.dest}"
+
+    assert list(undocumented(_parser(), "spamd")) == []
+
+
+def test_explain_takes_one_message_not_a_directory_of_them(
+    small_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "explain", "--model", str(small_model), str(SAMPLES / "spam"))
+    assert (code, out) == (1, "")
+    problem = "holds more than one message: explain takes one file"
+    assert err == f"spamd: error: {SAMPLES / 'spam'}: {problem}\n"
+
+
+@pytest.mark.parametrize("command", ["classify", "explain"])
+def test_empty_standard_input_is_an_error_not_a_score(
+    command: str,
+    small_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    code, out, err = run(capsys, command, "--model", str(small_model), "-")
+    assert (code, out) == (1, "")
+    assert err == (
+        "spamd: error: -: standard input is empty: give it a message (headers and body)\n"
+    )
+
+
+def test_an_empty_file_is_reported_and_the_rest_classified(
+    tmp_path: Path, small_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-empty.eml").write_bytes(b"\r\n")
+    shutil.copy(SAMPLES / "ham" / "01-meeting.eml", tmp_path / "b.eml")
+    code, out, err = run(capsys, "classify", "--model", str(small_model), str(tmp_path))
+    assert code == 1
+    problem = "the file is empty: give it a message (headers and body)"
+    assert err == f"spamd: error: {tmp_path / 'a-empty.eml'}: {problem}\n"
+    assert out.startswith(f"{tmp_path / 'b.eml'}\t")
+
+
+def test_evaluate_plot_without_matplotlib_fails_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    plot = tmp_path / "roc.png"
+    code, out, err = run(
+        capsys, "evaluate", "--corpus", str(tmp_path / "no-such-corpus"), "--plot", str(plot)
+    )
+    assert (code, out) == (1, "")  # not "corpus directory not found": nothing was read
+    assert err == f"spamd: error: {plot}: --plot needs matplotlib: pip install 'spamd[plot]'\n"
+
+
+def test_evaluate_does_not_claim_a_recall_at_a_rate_its_test_ham_cannot_measure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus_dir = tmp_path / "c"
+    for label in ("ham", "spam"):
+        for i in range(4):
+            shutil.copytree(SAMPLES / label, corpus_dir / label / str(i))
+    code, out, err = run(capsys, "evaluate", "--corpus", str(corpus_dir))
+    assert code == 0, err
+    lines = {line[:18].strip(): line[18:].strip() for line in out.splitlines()}
+    assert lines["recall @FPR<=0.1%"] == "n/a (5 test ham cannot measure it: needs 1000)"
+    assert lines["recall @FPR<=1%"] == "n/a (5 test ham cannot measure it: needs 100)"
+    code, out, _ = run(capsys, "evaluate", "--corpus", str(corpus_dir), "--json")
+    figures = json.loads(out)
+    assert figures["recall_at_fpr_0_1pct"] is None and figures["recall_at_fpr_1pct"] is None
+    assert 0 <= figures["recall"] <= 1
