@@ -27,8 +27,19 @@ from spamd.message import DEFAULT_MAX_BYTES
 
 T = TypeVar("T")
 BATCH = 256
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.joblib"
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def shipped(name: str) -> Path:
+    """A directory shipped with spamd: in an installed wheel, package data beside this
+    module (``spamd/models``, ``spamd/samples``); in a checkout, the top-level one."""
+    installed = Path(__file__).resolve().parent / name
+    return installed if installed.is_dir() else installed.parent.parent / name
+
+
+# A model is named by its ``.joblib`` path; the daemon reads the ``.npz`` and ``.json``
+# beside it, so the wheel leaves the pipeline itself out (see pyproject.toml).
+DEFAULT_MODEL = shipped("models") / "default.joblib"
+SAMPLES = shipped("samples")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
