@@ -395,7 +395,10 @@ def _default_model() -> Path:
 
 
 def _load_config(args: argparse.Namespace) -> config_lib.Config:
-    return config_lib.load(args.config, _default_model())
+    """The configuration, with its state_dir usable: every command that reads one keeps state."""
+    config = config_lib.load(args.config, _default_model())
+    config_lib.check_state_dir(config)
+    return config
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -509,10 +512,25 @@ def _corrections(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    """The file, state_dir, the model and every secret (commands are run, never shown)."""
     config = _load_config(args)
-    scorer_lib.load(config.model_path)
+    model = scorer_lib.load(config.model_path)  # the base, which retraining starts from
+    live = _store(config).live_path()
+    model = model if live == config.model_path else scorer_lib.load(live)
+    failed = 0
+    for secret in config.secrets():
+        try:
+            secret.check()
+        except SpamdError as exc:
+            failed += 1
+            print(f"spamd: error: {exc}", file=sys.stderr)
+    if failed:
+        return 1
     folders = sum(len(a.folders) for a in config.accounts)
-    print(f"{args.config}: OK ({len(config.accounts)} accounts, {folders} folders)")
+    print(
+        f"{args.config}: OK ({len(config.accounts)} accounts, {folders} folders, "
+        f"model {model.version})"
+    )
     return _check_connections(config) if args.connect else 0
 
 
@@ -525,7 +543,7 @@ def _check_connections(config: config_lib.Config) -> int:
             connection = Connection.open(account)
         except SpamdError as exc:
             failed += 1
-            print(f"{account.name}: FAILED: {exc}")
+            print(f"{account.name}: FAILED: {_unnamed(exc, account.name)}")
             continue
         try:
             junk = connection.find_junk()
@@ -538,10 +556,15 @@ def _check_connections(config: config_lib.Config) -> int:
             )
         except SpamdError as exc:
             failed += 1
-            print(f"{account.name}: FAILED after login: {exc}")
+            print(f"{account.name}: FAILED after login: {_unnamed(exc, account.name)}")
         finally:
             connection.logout()
     return 1 if failed else 0
+
+
+def _unnamed(exc: SpamdError, account: str) -> str:
+    """An IMAP error without the account name the line already starts with."""
+    return str(exc).removeprefix(f"{account}: ")
 
 
 def _demo(args: argparse.Namespace) -> int:

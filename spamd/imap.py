@@ -8,6 +8,7 @@ refused) and `MailboxError` (the server said NO to one command).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import imaplib
 import socket
@@ -70,8 +71,10 @@ def _mapped(what: str, account: str) -> Iterator[None]:
     """Turn library, socket and TLS errors into spamd's error tree."""
     try:
         yield
-    except LoginError as exc:
-        raise AuthError(f"{account}: login refused ({_text(exc)})") from None
+    except LoginError as exc:  # the line's account names it already (log field, check-config)
+        raise AuthError(
+            f"login refused: {_said(exc)}; check the account's username and password (or token)"
+        ) from None
     except ssl.SSLCertVerificationError as exc:
         raise TransientMailboxError(
             f"{account}: TLS certificate not trusted ({exc.verify_message}); "
@@ -107,6 +110,16 @@ def _note_changes(imap: imaplib.IMAP4, told: set[str]) -> None:
 def _text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.replace("\r", " ").replace("\n", " ")[:200]
+
+
+def _said(exc: LoginError) -> str:
+    """The server's words: imapclient passes imaplib's bytes on as text like "b'[...] ...'"."""
+    text = str(exc)
+    if text[:2] in ("b'", 'b"') and len(text) < 1000:
+        with contextlib.suppress(ValueError, SyntaxError):
+            said = ast.literal_eval(text)
+            text = said.decode("utf-8", "replace") if isinstance(said, bytes) else text
+    return _text(LoginError(text))
 
 
 def tls_context(account: Account) -> ssl.SSLContext:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from spamd import learning, policy
 from spamd.config import Account, Mode
-from spamd.errors import AuthError, MailboxError, TransientMailboxError
+from spamd.errors import AuthError, ConfigError, MailboxError, TransientMailboxError
 from spamd.features import extract
 from spamd.imap import Fetched, FolderStatus, IdleEvents
 from spamd.learning import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Correction
@@ -322,7 +322,7 @@ class FolderWatcher:
                 self._log.info("connected", junk=junk, idle=self.health.idle)
                 self._serve(mailbox, junk, backoff)
                 delay = 0.0
-            except AuthError as exc:
+            except (AuthError, ConfigError) as exc:  # refused, or no password to offer
                 delay = self._failed(exc, backoff, AUTH_BACKOFF_MAX)
             except MailboxError as exc:  # transient or a refused command: reconnect
                 delay = self._failed(exc, backoff, BACKOFF_MAX)
@@ -339,7 +339,8 @@ class FolderWatcher:
     def _failed(self, exc: Exception, backoff: Backoff, cap: float) -> float:
         delay = backoff.next(cap)
         self.health.last_error, self.health.failures = str(exc), backoff.failures
-        level = "error" if isinstance(exc, AuthError) or backoff.failures > 3 else "warning"
+        serious = isinstance(exc, AuthError | ConfigError) or backoff.failures > 3
+        level = "error" if serious else "warning"
         getattr(self._log, level)(
             "connection_failed",
             error=str(exc),

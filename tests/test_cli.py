@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import mailbox
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -254,3 +255,61 @@ def test_evaluate_does_not_claim_a_recall_at_a_rate_its_test_ham_cannot_measure(
     figures = json.loads(out)
     assert figures["recall_at_fpr_0_1pct"] is None and figures["recall_at_fpr_1pct"] is None
     assert 0 <= figures["recall"] <= 1
+
+
+ACCOUNT = "accounts: [{name: a, host: 127.0.0.1, username: a, password_command: %s}]\n"
+FIX_STATE = "point state_dir at a directory spamd's user may write to, or fix its owner and mode"
+
+
+@pytest.mark.parametrize(
+    "command", [["run"], ["corrections"], ["check-config"], ["model", "list"]], ids=" ".join
+)
+def test_an_unusable_state_dir_is_one_line_before_anything_starts(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = tmp_path / "spamd.yaml"
+    config.write_text(f"state_dir: {blocker}/state\n" + ACCOUNT % "'echo pw'")
+    code, out, err = run(capsys, *command, "--config", str(config))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"spamd: error: {config}:state_dir: {blocker}/state cannot hold spamd's state: "
+        f"{blocker} is not a directory; {FIX_STATE}\n"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_state_dir_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o500)
+    config = tmp_path / "spamd.yaml"
+    config.write_text(f"state_dir: {state}\n" + ACCOUNT % "'echo pw'")
+    code, _, err = run(capsys, "run", "--config", str(config))
+    assert code == 1
+    assert err.count("\n") == 1 and f"{state} is not readable and writable for user" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "problem"),
+    [
+        ("'echo s3cret >&2; exit 3'", "exited with status 3; run it as the user spamd runs as"),
+        ("'true'", "printed nothing: it must print the secret on standard output"),
+    ],
+)
+def test_check_config_runs_each_secret_command_without_showing_its_output(
+    command: str, problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "spamd.yaml"
+    config.write_text(f"state_dir: {tmp_path}\n" + ACCOUNT % command)
+    code, out, err = run(capsys, "check-config", "--config", str(config))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"spamd: error: {config}:accounts[0].password_command: command {problem}")
+    assert err.count("\n") == 1 and "s3cret" not in err
+
+    config.write_text(f"state_dir: {tmp_path}\n" + ACCOUNT % "'echo s3cret'")
+    code, out, err = run(capsys, "check-config", "--config", str(config))
+    assert code == 0 and out.startswith(f"{config}: OK (1 accounts, 1 folders, model ")
+    assert "s3cret" not in out + err

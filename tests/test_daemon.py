@@ -181,7 +181,28 @@ def test_wrong_password_for_one_account_leaves_the_other_working(
         assert "wrong" not in broken.health.last_error  # never the password
     failures = events.named("connection_failed")
     assert failures and all(e["account"] == "broken" for e in failures)
+    assert failures[0]["error"] == (  # what the server said, as text, and what to do
+        "login refused: [AUTHENTICATIONFAILED] Authentication failed.; "
+        "check the account's username and password (or token)"
+    )
     assert mailbox.count("Junk") == 2
+
+
+def test_a_failing_password_command_is_one_error_line_per_attempt_not_a_traceback(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    account = mailbox.settings(password=None, password_command="echo oops >&2; exit 3")
+    config = spamd_config(tmp_path, account)
+    with running_service(config) as (service, events):
+        wait_until(lambda: all(w.health.failures for w in service.watchers))
+    assert events.named("internal_error") == []
+    failure = events.named("connection_failed")[0]
+    assert (failure["level"], failure["kind"]) == ("error", "ConfigError")
+    assert failure["error"] == (
+        f"{tmp_path / 'spamd.yaml'}:accounts[0].password_command: command exited with "
+        "status 3; run it as the user spamd runs as to see why"
+    )
+    assert "exc_info" not in failure
 
 
 def test_first_run_leaves_existing_mail_alone_unless_asked(mailbox: Box, tmp_path: Path) -> None:

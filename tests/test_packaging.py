@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM
+from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM, example_config
 
 UNITS = ("spamd.service", "spamd@.service")
 MAX_EXPOSURE = 2.0
@@ -179,15 +179,7 @@ def test_the_wheel_carries_the_model_and_classifies_in_a_fresh_venv(tmp_path: Pa
     assert [verdicts[p.name] for p in SPAM] == ["spam"] * len(SPAM)
     assert [verdicts[p.name] for p in HAM] == ["ham"] * len(HAM)
 
-    example = (ROOT / "config.example.yaml").read_text()
-    assert "state_dir: /var/lib/spamd " in example and "cat /etc/spamd/alice.password" in example
-    (tmp_path / "alice.password").write_text("secret\n")
-    config = tmp_path / "spamd.yaml"
-    config.write_text(
-        example.replace("/var/lib/spamd", str(tmp_path / "state")).replace(
-            "/etc/spamd/alice.password", str(tmp_path / "alice.password")
-        )
-    )
+    config = example_config(tmp_path)
     done = spamd("check-config", "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{config}: OK (1 accounts, 1 folders")

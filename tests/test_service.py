@@ -271,5 +271,8 @@ def test_check_config_connect_reports_each_account(mailbox: Box, tmp_path: Path)
     good, bad = done.stdout.splitlines()[1:]
     assert good.startswith(f"{mailbox.user}: connected to 127.0.0.1:")
     assert "Junk folder 'Junk'; IDLE yes; MOVE yes" in good
-    assert bad.startswith("wrong: FAILED: wrong: login refused")
+    assert bad == (
+        "wrong: FAILED: login refused: [AUTHENTICATIONFAILED] Authentication failed.; "
+        "check the account's username and password (or token)"
+    )
     assert "not-the-password" not in done.stdout + done.stderr
