@@ -106,7 +106,9 @@ def test_a_configured_token_is_required_except_for_the_page_and_health() -> None
         assert classify(web.port, SPAM[0].read_bytes(), "message/rfc822", **wrong)[0] == 401
         right = {"Authorization": f"Bearer {TOKEN}"}
         assert classify(web.port, SPAM[0].read_bytes(), "message/rfc822", **right)[0] == 200
-        assert request(web.port, "/metrics")[0] == 401
+        status, headers, body = request(web.port, "/metrics")
+        assert status == 401 and headers["WWW-Authenticate"] == 'Bearer realm="spamd"'
+        assert "Authorization: Bearer" in json.loads(body)["error"]
         assert request(web.port, "/metrics", None, **right)[0] == 200
         assert request(web.port, "/")[0] == 200
         assert request(web.port, "/healthz")[0] == 503  # answered, unhealthy
