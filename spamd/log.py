@@ -23,10 +23,19 @@ def _drop_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
+LIBRARY_LEVEL = logging.WARNING  # libraries' own INFO lines (APScheduler: every job run) are noise
+_handler: logging.Handler | None = None  # ours on the root logger, replaced by each configure()
+
+
 def configure(
     level: str = "info", fmt: str = "auto", stream: Any = None, counters: Any = None
 ) -> None:
-    """Set up structlog; `counters` is a processor that sees every event (metrics)."""
+    """Set up structlog; `counters` is a processor that sees every event (metrics).
+
+    Libraries that log through the standard `logging` module (APScheduler, urllib3,
+    ...) are rendered by the same processors: off a terminal their lines are JSON too,
+    with a "logger" field naming the library."""
+    global _handler  # noqa: PLW0603 - one root handler per process, like logging's own
     stream = stream or sys.stdout
     json_lines = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = (
@@ -34,22 +43,44 @@ def configure(
         if json_lines
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    last = [
+        _drop_secrets,
+        structlog.processors.format_exc_info
+        if json_lines
+        else structlog.processors.StackInfoRenderer(),
+        renderer,
+    ]
+    numeric = logging.getLevelName(level.upper())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             *([counters] if counters else []),
-            _drop_secrets,
-            structlog.processors.format_exc_info
-            if json_lines
-            else structlog.processors.StackInfoRenderer(),
-            renderer,
+            *last,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                timestamper,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *last],
+        )
+    )
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    root.addHandler(handler)
+    root.setLevel(max(numeric, LIBRARY_LEVEL))
+    _handler = handler
 
 
 def get(name: str = "spamd") -> Any:

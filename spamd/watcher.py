@@ -184,6 +184,7 @@ class Memory:
             how=correction.how,
             folder=correction.folder,
             uid=correction.uid,
+            message_id=correction.message_id,
         )
         self._on_learned(correction)
         return True
@@ -543,6 +544,7 @@ class FolderWatcher:
                 self._log.info(
                     "message",
                     uid=d.uid,
+                    message_id=d.message_id,  # finds it in a mail client; the UID does not
                     score=round(d.score, 4),
                     action=action,
                     reason=d.reason,
@@ -687,9 +689,13 @@ class JunkWatcher(FolderWatcher):
 
     def __init__(self, account: Account, **kwargs: Any) -> None:
         super().__init__(account, "", **kwargs)
+        # Its lines name the folder: the configured one, or the \Junk one sought.
+        self._log = self._log.bind(folder=account.junk_folder or "\\Junk")
 
     def sync(self, mailbox: Mailbox, junk: str) -> None:
-        self.folder = junk
+        if self.folder != junk:  # found on connecting
+            self.folder = junk
+            self._log = self._log.bind(folder=junk)
         name = self.account.name
         status = mailbox.select(junk)
         mark = self._state.mark(name, junk)
@@ -727,7 +733,9 @@ class JunkWatcher(FolderWatcher):
         items = []
         for message, reading in read:
             origin = "spamd" if reading.content_hash in ours else "user"
-            self._log.info("arrived_in_junk", uid=message.uid, origin=origin)
+            self._log.info(
+                "arrived_in_junk", uid=message.uid, message_id=reading.message_id, origin=origin
+            )
             if origin == "user":
                 self._learn("spam", "moved_to_junk", uidvalidity, message, reading)
             items.append((message.uid, reading.message_id, reading.content_hash, origin))

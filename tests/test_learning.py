@@ -248,6 +248,17 @@ def test_mail_the_user_junks_is_learned_and_its_copies_follow(mailbox: Box, tmp_
     assert correction_event["how"] == "moved_to_junk"
     assert events.named("message")[-1]["reason"] == "junked-before"
     assert mailbox.total() == 2
+    # Lines an admin can follow: the Message-ID finds the mail in a client; the Junk
+    # watcher's lines name its folder.
+    assert [e["message_id"] for e in events.named("message")] == [
+        "<n1@garden.example>",
+        "<n2@garden.example>",
+    ]
+    assert correction_event["message_id"] == "<n1@garden.example>"
+    assert correction_event["folder"] == "Junk"
+    junk_lines = [e for e in events if e.get("event") in {"junk_baseline", "arrived_in_junk"}]
+    assert junk_lines and {e["folder"] for e in junk_lines} == {"Junk"}
+    assert "" not in {e.get("folder") for e in events}
 
 
 def two_spam_in_junk(box: Box, service: Service, events: Events) -> list[int]:
