@@ -357,6 +357,8 @@ class Connection:
         if not self._idling:
             self._call("IDLE", self._client.idle)
             self._idling = True
+            if self._call("IDLE", self._told_with_idle):
+                return IdleEvents(changed=True)
         started = time.monotonic()
         responses = self._call("IDLE", lambda: self._client.idle_check(timeout=timeout))
         if not responses and time.monotonic() - started < timeout / 2:
@@ -365,6 +367,20 @@ class Connection:
             self._stop_idle()
         news = any(len(r) > 1 and r[1] in _CHANGES for r in responses)
         return IdleEvents(changed=news)
+
+    def _told_with_idle(self) -> bool:
+        """Whether news came with the reply to IDLE. Mail that arrived since the last
+        command is told right after "+ idling", in the same read: it then waits in the
+        client's read buffer, where `idle_check` (which polls the socket) never looks,
+        and the folder would IDLE past it until the next change or refresh."""
+        sock = self._client.socket()
+        sock.setblocking(False)  # look at what is buffered (or readable now); never wait
+        try:
+            return bool(self._client._imap.file.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        finally:
+            self._client._set_read_timeout()  # blocking again, with the configured timeout
 
     def _stop_idle(self) -> None:
         if self._idling:

@@ -509,3 +509,28 @@ def test_mail_arriving_during_a_sync_is_handled_without_waiting_for_news(
         wait_until(lambda: ready(service) and not late)
         wait_until(lambda: mailbox.count("Junk") == 1, timeout=5, what="the spam to be moved")
     assert mailbox.total() == 1
+
+
+@pytest.mark.parametrize("tls", ["none", "ssl"])
+def test_idle_sees_mail_that_arrived_just_before_it_began(
+    mailbox: Box, tmp_path: Path, dovecot: sandbox.Dovecot, tls: str
+) -> None:
+    # Dovecot tells of mail that came after the last command right after "+ idling",
+    # in the same read: it waited unseen in the client's buffer, and the folder IDLEd
+    # past it (under load: test_mail_the_user_junks_is_learned_and_its_copies_follow).
+    port = dovecot.imaps_port if tls == "ssl" else dovecot.imap_port
+    settings = mailbox.settings(tls=tls, port=port, ca_file=str(dovecot.cert))
+    connection = Connection.open(spamd_config(tmp_path, settings).accounts[0])
+    try:
+        connection.select("INBOX")
+        assert connection.idle_wait(0.5).changed is False  # nothing new: no false alarm
+        connection.noop()
+        connection.select("INBOX")
+        mailbox.append(message("Between two commands", "It came before IDLE did."))
+        wait_until(lambda: mailbox.count("INBOX") == 1)
+        assert connection.idle_wait(10).changed is True
+        connection.noop()
+        assert connection.reported(["EXISTS"])
+        assert connection.uids_after(0) == [1]
+    finally:
+        connection.logout()
