@@ -23,7 +23,7 @@ from pathlib import Path
 import imapclient
 from _daemon import CpuMeter, account, corpus_files, spamd, write_config
 
-from spamd import sandbox
+from tests import sandbox
 
 
 def main() -> None:

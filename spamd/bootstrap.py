@@ -54,7 +54,7 @@ def balanced(spam: int, ham: int, limit: int) -> tuple[int, int]:
 
 def collect(mailbox: Mailbox, account: Account, scorer: Scorer, limit: int) -> list[Correction]:
     """Labels for the newest mail of the account's Junk and received-mail folders."""
-    junk = mailbox.find_junk()
+    junk = mailbox.find_junk().name
     spam = _newest(mailbox, [junk])
     kept = mailbox.other_folders({junk}, received_only=True)
     ham = _newest(mailbox, sorted(kept, key=lambda f: f not in account.folders))  # watched first

@@ -23,6 +23,7 @@ from spamd import log as log_lib
 from spamd import scorer as scorer_lib
 from spamd.errors import InputError, SpamdError
 from spamd.features import DEFAULT_CHANNELS
+from spamd.layout import Listing, explain, find_junk, match_folder, move_method
 from spamd.message import DEFAULT_MAX_BYTES
 
 T = TypeVar("T")
@@ -181,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--connect",
         action="store_true",
-        help="also log in to every account and report what the server offers",
+        help="also log in to every account and report what spamd would do there (read-only)",
     )
     check.set_defaults(handler=_check_config)
 
@@ -535,6 +536,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _check_connections(config: config_lib.Config) -> int:
+    """Log in to each account and report, changing nothing on the server, what
+    spamd would do there; 1 if anything would stop an account's filtering."""
     from spamd.imap import Connection  # noqa: PLC0415 - the IMAP library only here
 
     failed = 0
@@ -546,20 +549,43 @@ def _check_connections(config: config_lib.Config) -> int:
             print(f"{account.name}: FAILED: {_unnamed(exc, account.name)}")
             continue
         try:
-            junk = connection.find_junk()
-            print(
-                f"{account.name}: connected to {account.host}:{account.port} "
-                f"({account.tls}, {account.auth}); Junk folder {junk!r}; "
-                f"IDLE {'yes' if connection.has_idle else 'no (will poll)'}; "
-                f"MOVE {'yes' if connection.has_move else 'no (COPY + EXPUNGE)'}; "
-                f"capabilities: {' '.join(sorted(connection.capabilities))}"
-            )
+            problems = _report(account, connection.capabilities, connection.listing())
+            failed += bool(problems)
         except SpamdError as exc:
             failed += 1
             print(f"{account.name}: FAILED after login: {_unnamed(exc, account.name)}")
         finally:
             connection.logout()
     return 1 if failed else 0
+
+
+def _report(account: config_lib.Account, capabilities: Iterable[str], listing: Listing) -> int:
+    """Print what spamd would do on this account; returns how many problems would stop it."""
+    caps = sorted(capabilities)
+    ns = listing.namespace
+    print(
+        f"{account.name}: connected to {account.host}:{account.port} "
+        f"({account.tls}, {account.auth}); namespace {ns.prefix!r}, separator {ns.separator!r}"
+    )
+    print(f"  capabilities: {' '.join(caps)}")
+    for line in explain(caps):
+        print(f"  {line}")
+    junk = find_junk(listing, account.junk_folder)
+    where = "found" if junk.exists else "would be created as"
+    print(f"  Junk folder: {where} {junk.name!r} ({junk.how})")
+    problems = 0
+    for wanted in account.folders:
+        found = match_folder(wanted, listing)
+        if found is None:
+            problems += 1
+            print(f"  watched folder {wanted!r}: MISSING: fix folders: (the server has: "
+                  f"{', '.join(listing.names()[:20])})")  # fmt: skip
+        else:
+            print(f"  watched folder {wanted!r}: found as {found!r}")
+    if move_method(caps) == "flag" and account.mode == "move":
+        print("  WARNING: this server cannot move mail safely: spam will be flagged $Junk "
+              "in place (mode: flag) instead of moved")  # fmt: skip
+    return problems
 
 
 def _unnamed(exc: SpamdError, account: str) -> str:

@@ -48,3 +48,13 @@ class TransientMailboxError(MailboxError):
 
 class AuthError(MailboxError):
     """The server refused the credentials: retrying soon will not help."""
+
+
+class SetupError(MailboxError):
+    """The account is set up in a way that cannot work (a folder missing, a CREATE
+    refused, the wrong TLS mode for the port, a host that does not exist):
+    retrying soon will not help; `fix` says what to change."""
+
+    def __init__(self, message: str, *, fix: str) -> None:
+        super().__init__(f"{message}: {fix}")
+        self.fix = fix

@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from spamd import layout
 from spamd.config import Account
-from spamd.errors import AuthError, MailboxError, TransientMailboxError
+from spamd.errors import AuthError, MailboxError, SetupError, TransientMailboxError
+from spamd.layout import Folder, JunkFolder, Listing, Namespace
 
 T = TypeVar("T")
 JUNK_FLAG = b"\\Junk"
@@ -32,6 +34,9 @@ FETCH_CHUNK = 500  # UIDs per FETCH: far below Dovecot's 64 KB command line
 MOVE_CHUNK = 1000
 TRASH_FLAG = b"\\Trash"
 NOSELECT_FLAG = b"\\Noselect"
+# OpenSSL's reasons when the peer answered something that is not TLS at all.
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
+GREETING_TIMEOUT = 15.0  # seconds for TCP connect plus the server's "* OK" greeting
 _CHANGES = (b"EXISTS", b"RECENT", b"EXPUNGE", b"FETCH")  # IDLE news worth a sync
 # Folders that hold no received mail worth learning from (RFC 6154 special uses).
 RECEIVED_SKIP = {
@@ -80,6 +85,21 @@ def _mapped(what: str, account: str) -> Iterator[None]:
             f"{account}: TLS certificate not trusted ({exc.verify_message}); "
             "set ca_file: to the server's CA"
         ) from None
+    except ssl.SSLError as exc:
+        if exc.reason not in _NOT_TLS:
+            raise TransientMailboxError(f"{account}: TLS failed during {what} ({exc})") from None
+        raise SetupError(
+            f"{account}: the server did not answer in TLS during {what}: this port speaks "
+            "plain IMAP",
+            fix="set tls: starttls (port 143), or the port of implicit TLS (993) with tls: ssl",
+        ) from None
+    except socket.gaierror as exc:
+        if exc.errno in (socket.EAI_AGAIN,):
+            raise TransientMailboxError(f"{account}: DNS lookup failed for now ({exc})") from None
+        raise SetupError(
+            f"{account}: the host name does not resolve (DNS: {exc.strerror})",
+            fix="check host: in the account's settings",
+        ) from None
     except (IMAPClientAbortError, imaplib.IMAP4.abort, OSError, EOFError) as exc:
         raise TransientMailboxError(
             f"{account}: connection lost during {what} ({_text(exc)})"
@@ -105,6 +125,10 @@ def _note_changes(imap: imaplib.IMAP4, told: set[str]) -> None:
         append(kind, data)
 
     imap._append_untagged = note  # type: ignore[attr-defined]
+
+
+def _flag(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _text(exc: BaseException) -> str:
@@ -146,14 +170,24 @@ class Connection:
     def open(cls, account: Account, secret: Callable[[], str] | None = None) -> Connection:
         """Connect, secure the connection as configured, and log in."""
         name = account.name
-        with _mapped("connect", name):
-            client = imapclient.IMAPClient(
-                account.host,
-                port=account.port,
-                ssl=account.tls == "ssl",
-                ssl_context=tls_context(account) if account.tls == "ssl" else None,
-                timeout=account.timeout,
-            )
+        greeting = min(account.timeout, GREETING_TIMEOUT)
+        try:
+            with _mapped("connect", name):
+                client = imapclient.IMAPClient(
+                    account.host,
+                    port=account.port,
+                    ssl=account.tls == "ssl",
+                    ssl_context=tls_context(account) if account.tls == "ssl" else None,
+                    timeout=imapclient.SocketTimeout(greeting, account.timeout),
+                )
+        except TransientMailboxError:
+            if account.tls != "ssl" and _answers_tcp(account.host, account.port, greeting):
+                raise SetupError(
+                    f"{name}: {account.host}:{account.port} accepted the connection but sent "
+                    f"no IMAP greeting within {greeting:g} s: the port expects TLS at once",
+                    fix="set tls: ssl for this port (993), or use the plain/STARTTLS port (143)",
+                ) from None
+            raise
         # imapclient turns imaplib's protocol trace on (level 5) and sends it to a
         # logger: every response, message bodies included, is formatted with %r
         # whether that logger is enabled or not: two thirds of a FETCH's CPU, and a
@@ -179,23 +213,59 @@ class Connection:
         with _mapped(what, self.account.name):
             return fn()
 
-    def find_junk(self) -> str:
-        """The Junk folder: as configured, else SPECIAL-USE \\Junk, else "Junk" (created)."""
+    def listing(self) -> Listing:
+        """The personal namespace and every folder, with its LIST flags."""
+        namespace = self._namespace()
         folders = self._call("LIST", self._client.list_folders)
-        names = {name for _, _, name in folders}
-        wanted = self.account.junk_folder
-        if wanted is None:
-            for flags, _, name in folders:
-                if JUNK_FLAG in flags:
-                    return str(name)
-            wanted = "Junk"
-        if wanted not in names:
-            try:
-                self._call("CREATE", lambda: self._client.create_folder(wanted))
-            except MailboxError as exc:  # another connection of ours made it meanwhile
-                if "ALREADYEXISTS" not in str(exc).upper():
-                    raise
-        return wanted
+        return Listing(
+            namespace,
+            tuple(
+                Folder(str(name), frozenset(_flag(f) for f in flags)) for flags, _, name in folders
+            ),
+        )
+
+    def _namespace(self) -> Namespace:
+        if "NAMESPACE" in self.capabilities:
+            personal = self._call("NAMESPACE", self._client.namespace).personal
+            if personal:
+                prefix, separator = personal[0]
+                return Namespace(str(prefix), str(separator or "/"))
+        # No NAMESPACE: the hierarchy separator from LIST "" "" (RFC 3501 6.3.8).
+        found = self._call("LIST", lambda: self._client.list_folders("", ""))
+        separator = found[0][1] if found and found[0][1] else b"/"
+        return Namespace("", _flag(separator))
+
+    def find_junk(self, listing: Listing | None = None) -> JunkFolder:
+        """The Junk folder (see `layout.find_junk`), created when there is none."""
+        junk = layout.find_junk(listing or self.listing(), self.account.junk_folder)
+        if junk.exists:
+            return junk
+        try:
+            self._call("CREATE", lambda: self._client.create_folder(junk.name))
+        except TransientMailboxError:
+            raise
+        except MailboxError as exc:
+            # Another connection of ours may have made it meanwhile (Dovecot says
+            # [ALREADYEXISTS], Cyrus only "Mailbox already exists"): look again.
+            if layout.match_folder(junk.name, self.listing()) == junk.name:
+                return JunkFolder(junk.name, f"{junk.how}: made meanwhile", exists=True)
+            raise SetupError(
+                f"{self.account.name}: the server refused to create the Junk folder "
+                f"{junk.name!r} ({exc})",
+                fix="set junk_folder: to an existing folder (check-config --connect lists them)",
+            ) from None
+        return JunkFolder(junk.name, f"{junk.how}: created", exists=True)
+
+    def find_folder(self, wanted: str, listing: Listing | None = None) -> str:
+        """A watched folder as the server spells it (see `layout.match_folder`)."""
+        listing = listing or self.listing()
+        found = layout.match_folder(wanted, listing)
+        if found is None:
+            raise SetupError(
+                f"{self.account.name}: folder {wanted!r} not found on the server",
+                fix=f"fix folders: (the server has: {', '.join(listing.names()[:20])})",
+            )
+        return found
 
     def select(self, folder: str, *, readonly: bool = False) -> FolderStatus:
         self._stop_idle()
@@ -312,8 +382,8 @@ class Connection:
             yield from ((uid, data[uid]) for uid in chunk if uid in data)  # else: expunged
 
     @property
-    def has_move(self) -> bool:
-        return "MOVE" in self.capabilities
+    def move_method(self) -> layout.MoveMethod:
+        return layout.move_method(self.capabilities)
 
     def move(self, uids: Sequence[int], folder: str) -> None:
         """UID MOVE (RFC 6851): atomic on the server. See `copy` and `delete` for the fallback."""
@@ -423,6 +493,15 @@ def _login(client: imapclient.IMAPClient, account: Account, secret: Callable[[],
 def _close_quietly(client: imapclient.IMAPClient) -> None:
     with contextlib.suppress(Exception):
         client.shutdown()
+
+
+def _answers_tcp(host: str, port: int, timeout: float) -> bool:
+    """Whether a TCP connection to host:port opens (then closed at once)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _keepalive(sock: socket.socket) -> None:

@@ -1,11 +1,16 @@
-"""A private Dovecot on 127.0.0.1, for the demo, the tests and the benchmarks.
+"""A private Dovecot on 127.0.0.1, for `spamd demo` (and, extended, for the tests).
 
 It runs in the foreground from its own directory (config, mail, sockets, logs,
 a self-signed certificate), with a plain/STARTTLS listener and an implicit-TLS
 listener, a ``Junk`` folder with SPECIAL-USE ``\\Junk``, and settings that keep
-tests fast (no delay after a failed login, IDLE checks every second). Debian's
+it quick (no delay after a failed login, IDLE checks every second). Debian's
 ``dovecot-imapd`` provides the binary. As root, mail and logins run as
 ``nobody``, since Dovecot refuses uid 0 for both.
+
+What only the tests and benchmarks need (other server layouts, hidden
+capabilities, OAuth2 logins, seeding, restarts) is in ``tests/dovecot.py``,
+outside the shipped package: a subclass that overrides `Dovecot.namespace` and
+`Dovecot.extra_settings`.
 """
 
 from __future__ import annotations
@@ -20,22 +25,15 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from spamd.errors import SpamdError
 
 DOVECOT = "/usr/sbin/dovecot"
-# Dovecot 2.3's post-login capabilities, for hiding one of them (e.g. MOVE or IDLE).
-CAPABILITIES = (
-    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
-    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
-    "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES "
-    "WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW "
-    "STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
-)
+D = TypeVar("D", bound="Dovecot")
 
 
 class SandboxError(SpamdError):
@@ -52,10 +50,6 @@ def free_port() -> int:
 class Dovecot:
     root: Path
     users: dict[str, str]
-    hide: Sequence[str] = ()  # capabilities to hide, e.g. ("MOVE",)
-    # OAuth2 (XOAUTH2/OAUTHBEARER) logins, checked by RFC 7662 token introspection
-    # at this URL (a test's own server on loopback); passwords keep working too.
-    oauth2_introspection: str | None = None
     imap_port: int = field(default_factory=free_port)
     imaps_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -64,7 +58,15 @@ class Dovecot:
     def cert(self) -> Path:
         return self.root / "cert.pem"
 
-    def start(self) -> Dovecot:
+    def namespace(self) -> str:
+        """The personal namespace block of dovecot.conf."""
+        return _NAMESPACE
+
+    def extra_settings(self) -> str:
+        """More lines for dovecot.conf (none here)."""
+        return ""
+
+    def start(self: D) -> D:
         if not Path(DOVECOT).exists():
             raise SandboxError(
                 f"{DOVECOT} not found: install Debian's dovecot-imapd (scripts/setup does)"
@@ -93,22 +95,9 @@ class Dovecot:
             _wait_gone(self.process.pid)
         self.process = None
 
-    def restart(self, pause: float = 0.0) -> None:
-        self.stop()
-        time.sleep(pause)
-        self.start()
-
     def _wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                break
-            try:
-                with socket.create_connection(("127.0.0.1", self.imap_port), timeout=1) as sock:
-                    if sock.recv(100).startswith(b"* OK"):
-                        return
-            except OSError:
-                time.sleep(0.02)
+        if greeted(self.imap_port, self.process, timeout):
+            return
         output = (self.root / "dovecot.out").read_text(errors="replace")[-2000:]
         log = (
             (self.root / "dovecot.log").read_text(errors="replace")[-2000:]
@@ -127,17 +116,6 @@ class Dovecot:
         if not self.cert.exists():
             _self_signed(root)
         self._write_users()
-        oauth2 = ""
-        if self.oauth2_introspection:
-            (root / "oauth2.conf").write_text(
-                f"introspection_mode = post\nintrospection_url = {self.oauth2_introspection}\n"
-                "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
-            )
-            oauth2 = _OAUTH2.format(root=root)
-        capability = ""
-        if self.hide:
-            shown = " ".join(c for c in CAPABILITIES.split() if c not in set(self.hide))
-            capability = f"imap_capability = {shown}"
         internal = f"default_internal_user = {user.pw_name}\ndefault_login_user = {user.pw_name}\n"
         internal += f"default_internal_group = {grp.getgrgid(user.pw_gid).gr_name}\n"
         (root / "dovecot.conf").write_text(
@@ -146,31 +124,11 @@ class Dovecot:
                 imap=self.imap_port,
                 imaps=self.imaps_port,
                 internal=internal,
-                capability=capability,
                 uid=user.pw_uid,
-                oauth2=oauth2,
-                mechanisms=" xoauth2 oauthbearer" if oauth2 else "",
+                extra=self.extra_settings(),
             )
+            + self.namespace()
         )
-
-    def seed_maildir(self, user: str, raws: Sequence[bytes]) -> None:
-        """Put messages straight into a user's Maildir (fast: no APPEND); Dovecot
-        indexes them when the folder is next selected."""
-        maildir = self.root / "mail" / user / "Maildir"
-        owner = _mail_user()
-        for sub in ("cur", "new", "tmp"):
-            (maildir / sub).mkdir(parents=True, exist_ok=True)
-        stamp = int(time.time())
-        for i, raw in enumerate(raws):
-            (maildir / "new" / f"{stamp}.{i}_{uuid.uuid4().hex}.seed").write_bytes(raw)
-        if os.geteuid() == 0:
-            for path in [maildir.parent, maildir, *maildir.glob("*"), *maildir.glob("*/*")]:
-                os.chown(path, owner.pw_uid, owner.pw_gid)
-
-    def set_users(self, users: dict[str, str]) -> None:
-        """Change passwords or add users; Dovecot reads the file on each login."""
-        self.users = users
-        self._write_users()
 
     def _write_users(self) -> None:
         user = _mail_user()
@@ -184,6 +142,22 @@ class Dovecot:
         # Dovecot re-reads the file when its mtime (in seconds) changes: make sure it does.
         mtime = max(time.time(), before + 1.0)
         os.utime(users_file, (mtime, mtime))
+
+
+def greeted(port: int, process: subprocess.Popen[bytes] | None, timeout: float) -> bool:
+    """Whether an IMAP server on 127.0.0.1:port said "* OK" within `timeout` seconds
+    (False at once if its process ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(100).startswith(b"* OK"):
+                    return True
+        except OSError:
+            time.sleep(0.02)
+    return False
 
 
 def _wait_gone(group: int, timeout: float = 10.0) -> None:
@@ -223,28 +197,56 @@ def _self_signed(root: Path) -> None:
     (root / "key.pem").chmod(0o644)  # a throwaway key; Dovecot reads it as the login user
 
 
+def running(users: dict[str, str]) -> contextlib.AbstractContextManager[Dovecot]:
+    """A started Dovecot with these users (name -> password), stopped and removed afterwards."""
+    return started(lambda root: Dovecot(root, users))
+
+
 @contextlib.contextmanager
-def running(
-    users: dict[str, str], hide: Sequence[str] = (), oauth2_introspection: str | None = None
-) -> Iterator[Dovecot]:
-    """A started Dovecot in a fresh directory, stopped and removed afterwards."""
+def started(make: Callable[[Path], D]) -> Iterator[D]:
+    """A Dovecot made by `make` in a fresh directory, started; stopped and removed afterwards."""
     # /tmp and 0755: as root, Dovecot's `nobody` must be able to enter it.
     root = Path(tempfile.mkdtemp(prefix="spamd-dovecot-", dir="/tmp"))
     root.chmod(0o755)
-    server = Dovecot(root, users, hide, oauth2_introspection=oauth2_introspection)
+    server = make(root)
     try:
-        yield server.start()
+        for attempt in range(3):
+            try:
+                server.start()
+                break
+            except SandboxError as exc:
+                # Another process took a port between free_port() and Dovecot's bind.
+                if "Address already in use" not in str(exc) or attempt == 2:
+                    raise
+                server.stop()
+                server = make(root)  # with new ports
+        yield server
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
-_OAUTH2 = """\
-passdb {{
-  driver = oauth2
-  mechanisms = xoauth2 oauthbearer
-  args = {root}/oauth2.conf
-}}
+_NAMESPACE = """\
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Junk {
+    special_use = \\Junk
+    auto = subscribe
+  }
+  mailbox Trash {
+    special_use = \\Trash
+    auto = subscribe
+  }
+  mailbox Sent {
+    special_use = \\Sent
+    auto = subscribe
+  }
+  mailbox Drafts {
+    special_use = \\Drafts
+    auto = subscribe
+  }
+}
 """
 
 _CONFIG = """\
@@ -260,39 +262,19 @@ ssl = yes
 ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login{mechanisms}
+auth_mechanisms = plain login
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 mail_max_userip_connections = 2000
 mailbox_idle_check_interval = 1 secs
-{capability}
-{oauth2}passdb {{
+{extra}
+passdb {{
   driver = passwd-file
   args = {root}/users
 }}
 userdb {{
   driver = passwd-file
   args = {root}/users
-}}
-namespace inbox {{
-  inbox = yes
-  separator = /
-  mailbox Junk {{
-    special_use = \\Junk
-    auto = subscribe
-  }}
-  mailbox Trash {{
-    special_use = \\Trash
-    auto = subscribe
-  }}
-  mailbox Sent {{
-    special_use = \\Sent
-    auto = subscribe
-  }}
-  mailbox Drafts {{
-    special_use = \\Drafts
-    auto = subscribe
-  }}
 }}
 service imap-login {{
   inet_listener imap {{

@@ -279,7 +279,10 @@ class Service:
                 "last_sync": synced,
                 "failures": h.failures,
                 "last_error": h.last_error[:300],
+                "setup_error": h.setup_error[:300],
             }
+            if h.setup_error:  # not network trouble: the account's settings need a fix
+                entry["setup_error"] = h.setup_error[:300]
         healthy = all(a["connected"] for a in accounts.values())
         return healthy, {"accounts": accounts, "model_version": self.model().version}
 
@@ -289,10 +292,13 @@ class Service:
         accounts = details["accounts"]
         up = sum(a["connected"] for a in accounts.values())
         handled = sum(w.health.handled for w in self.watchers)
+        setup = [
+            f"{name}: {a['setup_error']}" for name, a in accounts.items() if "setup_error" in a
+        ]
         return (
             f"{up}/{len(accounts)} accounts connected, {handled} messages handled, "
             f"model {details['model_version']}"
-        )
+        ) + "".join(f"; SETUP ERROR {line}" for line in setup)
 
     def _all_watchers(self) -> list[FolderWatcher]:
         return [*self.watchers, *self.junk_watchers]
@@ -457,7 +463,6 @@ def scan(
         state = opened.enter_context(contextlib.closing(State(state_path(config))))
         mailbox = connect(account)
         opened.callback(mailbox.logout)
-        junk = mailbox.find_junk()
         for folder in folders:
             watcher = FolderWatcher(
                 account,
@@ -469,7 +474,8 @@ def scan(
                 stop=threading.Event(),
                 read=reader or read_all,
             )
-            status = mailbox.select(folder)
+            junk = watcher.prepare(mailbox)
+            status = mailbox.select(watcher.folder)
             watcher.finish_unfinished(mailbox, junk, status.uidvalidity)  # of a scan cut short
             uids = mailbox.uids_since(day)
             total(len(uids))

@@ -7,6 +7,9 @@ Crash safety comes from the order of writes, driven by the watcher:
 2. the server is changed (MOVE, or COPY + STORE + UID EXPUNGE; or a keyword);
 3. the decisions are marked ``done``.
 
+Which status may follow which is `decisions.TRANSITIONS`; `set_status` refuses
+anything else.
+
 A crash before 1 leaves nothing recorded: the batch is fetched again. A crash
 between 1 and 3 leaves ``pending`` rows, which the next sync finishes: a UID
 still in the folder is moved, a UID gone was moved already. No message is
@@ -25,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from spamd.decisions import UNFINISHED, Status, check
 from spamd.errors import SpamdError
 from spamd.learning import BOOTSTRAP, Correction, Label, to_signed, to_unsigned
 
@@ -49,7 +53,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     reason TEXT NOT NULL,
     model_version TEXT NOT NULL,
     at REAL NOT NULL,
-    status TEXT NOT NULL,      -- pending | copying | done | gone
+    status TEXT NOT NULL,      -- decisions.Status: pending | copying | done | gone
     attempts INTEGER NOT NULL DEFAULT 0,
     UNIQUE (account, folder, uidvalidity, uid)
 );
@@ -115,7 +119,7 @@ class Decision:
     action: str  # policy.Action
     reason: str
     model_version: str
-    status: str = "done"
+    status: Status = Status.DONE
     at: float = 0.0
 
 
@@ -189,25 +193,36 @@ class State:
                 _upsert_mark(db, account, folder, mark)
 
     def set_status(
-        self, decisions: Sequence[Decision], status: str, *, attempt: bool = False
+        self, decisions: Sequence[Decision], status: Status, *, attempt: bool = False
     ) -> None:
+        """Change the status of recorded decisions, as `decisions.TRANSITIONS` allows:
+        an illegal change raises `IllegalTransition` and changes nothing."""
         if not decisions:
             return
         with self._transaction() as db:
-            db.executemany(
-                "UPDATE decisions SET status=?, attempts=attempts+? "
-                "WHERE account=? AND folder=? AND uidvalidity=? AND uid=?",
-                [
-                    (status, int(attempt), d.account, d.folder, d.uidvalidity, d.uid)
-                    for d in decisions
-                ],
-            )
+            for d in decisions:
+                key = (d.account, d.folder, d.uidvalidity, d.uid)
+                row = db.execute(
+                    "SELECT status FROM decisions "
+                    "WHERE account=? AND folder=? AND uidvalidity=? AND uid=?",
+                    key,
+                ).fetchone()
+                if row is None:
+                    raise StateError(
+                        f"{d.account}/{d.folder}: no decision recorded for UID {d.uid}"
+                    )
+                check(str(row[0]), status, f"{d.account}/{d.folder} UID {d.uid}")
+                db.execute(
+                    "UPDATE decisions SET status=?, attempts=attempts+? "
+                    "WHERE account=? AND folder=? AND uidvalidity=? AND uid=?",
+                    (str(status), int(attempt), *key),
+                )
 
     def unfinished(self, account: str, folder: str, uidvalidity: int) -> list[Decision]:
         rows = self._query(
             f"SELECT {_COLUMNS} FROM decisions WHERE account=? AND folder=? AND uidvalidity=? "  # noqa: S608 - constant columns
-            "AND status IN ('pending', 'copying') ORDER BY uid",
-            (account, folder, uidvalidity),
+            f"AND status IN ({','.join('?' * len(UNFINISHED))}) ORDER BY uid",
+            (account, folder, uidvalidity, *sorted(UNFINISHED)),
         )
         return [_decision(row) for row in rows]
 
@@ -401,7 +416,7 @@ def _decision(row: tuple[object, ...]) -> Decision:
     a, f, v, u, m, h, s, act, r, mv, st, at = row
     return Decision(
         str(a), str(f), int(v), int(u), str(m), str(h), float(s), str(act), str(r), str(mv),  # type: ignore[call-overload, arg-type]
-        str(st), float(at),  # type: ignore[arg-type]
+        Status(str(st)), float(at),  # type: ignore[arg-type]
     )  # fmt: skip
 
 

@@ -25,9 +25,11 @@ from typing import Any, Protocol
 
 from spamd import learning, policy
 from spamd.config import Account, Mode
-from spamd.errors import AuthError, ConfigError, MailboxError, TransientMailboxError
+from spamd.decisions import Status
+from spamd.errors import AuthError, ConfigError, MailboxError, SetupError, TransientMailboxError
 from spamd.features import extract
 from spamd.imap import Fetched, FolderStatus, IdleEvents
+from spamd.layout import JunkFolder, Listing, MoveMethod
 from spamd.learning import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Correction
 from spamd.message import parse
 from spamd.scorer import Scorer
@@ -41,6 +43,7 @@ IDLE_TICK = 1.0  # how often an IDLE wait looks at the stop and wake flags
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
 AUTH_BACKOFF_MAX = 1800.0  # a refused password is retried, but rarely
+SETUP_RETRY = 1800.0  # a setup error (see errors.SetupError) is retried this rarely
 
 
 class Mailbox(Protocol):
@@ -49,9 +52,11 @@ class Mailbox(Protocol):
     @property
     def has_idle(self) -> bool: ...
     @property
-    def has_move(self) -> bool: ...
+    def move_method(self) -> MoveMethod: ...
 
-    def find_junk(self) -> str: ...
+    def listing(self) -> Listing: ...
+    def find_junk(self, listing: Listing | None = None) -> JunkFolder: ...
+    def find_folder(self, wanted: str, listing: Listing | None = None) -> str: ...
     def select(self, folder: str, *, readonly: bool = False) -> FolderStatus: ...
     def reported(self, changes: Collection[str]) -> bool: ...
     def examine(self, folder: str) -> FolderStatus: ...
@@ -82,6 +87,7 @@ class Health:
     connected: bool = False
     last_sync: float = 0.0  # time.time() of the last completed sync
     last_error: str = ""
+    setup_error: str = ""  # a SetupError (with its fix), while it lasts
     failures: int = 0  # consecutive
     junk_folder: str = ""
     idle: bool = False
@@ -275,7 +281,7 @@ class _Decided:
 
     @property
     def pending(self) -> int:
-        return sum(d.status == "pending" for d in self.decisions)
+        return sum(d.status == Status.PENDING for d in self.decisions)
 
 
 class FolderWatcher:
@@ -308,6 +314,8 @@ class FolderWatcher:
         self._rng = rng or random.Random()
         self.wake = threading.Event()  # set by a poll job, housekeeping or shutdown
         self.health = Health()
+        self._mode: Mode = account.mode  # "flag" where the server cannot move safely
+        self._said_unsafe = False
 
     # -- the thread -------------------------------------------------------------
 
@@ -317,12 +325,11 @@ class FolderWatcher:
             mailbox: Mailbox | None = None
             try:
                 mailbox = self._connect(self.account)
-                junk = mailbox.find_junk()
-                self.health.connected, self.health.junk_folder = True, junk
-                self.health.idle = self.account.idle and mailbox.has_idle
-                self._log.info("connected", junk=junk, idle=self.health.idle)
+                junk = self.prepare(mailbox)
                 self._serve(mailbox, junk, backoff)
                 delay = 0.0
+            except SetupError as exc:
+                delay = self._setup_failed(exc, backoff)
             except (AuthError, ConfigError) as exc:  # refused, or no password to offer
                 delay = self._failed(exc, backoff, AUTH_BACKOFF_MAX)
             except MailboxError as exc:  # transient or a refused command: reconnect
@@ -336,6 +343,53 @@ class FolderWatcher:
                     mailbox.logout()
             self._stop.wait(delay)
         self._log.info("stopped")
+
+    def prepare(self, mailbox: Mailbox) -> str:
+        """Find the folders on the server as it lays them out (logging which Junk
+        folder and why), and how spam can reach Junk; returns Junk's name."""
+        listing = mailbox.listing()
+        junk = mailbox.find_junk(listing)
+        self._find_own(mailbox, listing)
+        self.health.connected, self.health.junk_folder = True, junk.name
+        self.health.idle = self.account.idle and mailbox.has_idle
+        self._log.info(
+            "connected",
+            junk=junk.name,
+            junk_why=junk.how,
+            idle=self.health.idle,
+            moves=mailbox.move_method,
+        )
+        return junk.name
+
+    def _find_own(self, mailbox: Mailbox, listing: Listing) -> None:
+        """The watched folder as the server spells it, and the mode this server allows."""
+        self.folder = mailbox.find_folder(self.folder, listing)
+        self._mode = self._safe_mode(mailbox.move_method)
+
+    def _safe_mode(self, method: MoveMethod) -> Mode:
+        """The account's mode, but flag where mail cannot be moved without touching
+        other mail (neither MOVE nor UIDPLUS: see `layout.move_method`)."""
+        if self.account.mode != "move" or method != "flag":
+            return self.account.mode
+        if not self._said_unsafe:
+            self._said_unsafe = True
+            self._log.warning(
+                "cannot_move_safely",
+                mode="flag",
+                why="the server has neither MOVE nor UIDPLUS: removing the original after "
+                "a COPY would also expunge other mail marked \\Deleted",
+                fix="spam is flagged $Junk where it is; set mode: flag to silence this",
+            )
+        return "flag"
+
+    def _setup_failed(self, exc: SetupError, backoff: Backoff) -> float:
+        """Not network trouble: say what to fix, and look again only rarely."""
+        backoff.failures += 1
+        delay = SETUP_RETRY * self._rng.uniform(0.9, 1.0)
+        self.health.last_error, self.health.failures = str(exc), backoff.failures
+        self.health.setup_error = str(exc)
+        self._log.error("setup_error", error=str(exc), fix=exc.fix, retry_in=round(delay, 1))
+        return delay
 
     def _failed(self, exc: Exception, backoff: Backoff, cap: float) -> float:
         delay = backoff.next(cap)
@@ -356,7 +410,7 @@ class FolderWatcher:
             self.wake.clear()
             self.sync(mailbox, junk)
             backoff.reset()
-            self.health.failures, self.health.last_error = 0, ""
+            self.health.failures, self.health.last_error, self.health.setup_error = 0, "", ""
             if mailbox.reported(self.NEWS):  # during the sync: IDLE will not tell again
                 self.wake.set()
             if self.health.idle:
@@ -530,7 +584,7 @@ class FolderWatcher:
     def _act(self, mailbox: Mailbox, junk: str, decided: Sequence[_Decided]) -> None:
         """Carry out recorded decisions, then log one line per message."""
         decisions = [d for group in decided for d in group.decisions]
-        outcome = self._apply(mailbox, junk, [d for d in decisions if d.status == "pending"])
+        outcome = self._apply(mailbox, junk, [d for d in decisions if d.status == Status.PENDING])
         if self.account.set_keywords:
             self._keyword(mailbox, [d for d in decisions if d.action == "keep"], NOT_JUNK_KEYWORD)
         now = time.perf_counter()
@@ -570,7 +624,7 @@ class FolderWatcher:
             verdict = self._memory.decide(
                 reading,
                 scorer.threshold,
-                mode=self.account.mode,
+                mode=self._mode,
                 allow=self.account.allow,
                 block=self.account.block,
             )
@@ -585,53 +639,81 @@ class FolderWatcher:
             action=verdict.action,
             reason=verdict.reason,
             model_version=scorer.version,
-            status="pending" if verdict.action in ("move", "flag") else "done",
+            status=Status.PENDING if verdict.action in ("move", "flag") else Status.DONE,
         )
 
     def _apply(self, mailbox: Mailbox, junk: str, pending: Sequence[Decision]) -> dict[int, str]:
-        """Carry out pending decisions; returns uid -> outcome where it did not go as planned."""
+        """Carry out unfinished decisions; returns uid -> outcome where it did not go as planned."""
         outcome: dict[int, str] = {}
         flags = [d for d in pending if d.action == "flag"]
         moves = [d for d in pending if d.action == "move"]
         try:
             self._keyword(mailbox, flags, JUNK_KEYWORD)
-            self._state.set_status(flags, "done")
+            self._state.set_status(flags, Status.DONE)
             if moves and self.account.set_keywords:
                 self._keyword(mailbox, moves, JUNK_KEYWORD)
             try:
-                self._move(mailbox, junk, moves)
+                outcome = self._move(mailbox, junk, moves)
             except MailboxError as exc:
                 if "TRYCREATE" not in str(exc).upper() or isinstance(exc, TransientMailboxError):
                     raise
                 # Junk was deleted or renamed under us: make it again, then move.
                 self._log.warning("junk_missing", junk=junk)
                 mailbox.find_junk()
-                self._move(mailbox, junk, moves)
-            self._state.set_status(moves, "done")
+                outcome = self._move(mailbox, junk, moves)
+            self._state.set_status(moves, Status.DONE)
         except TransientMailboxError:
-            raise  # reconnect; the pending rows are finished by the next sync
+            raise  # reconnect; the unfinished rows are finished by the next sync
         except MailboxError as exc:  # e.g. NO [OVERQUOTA]: leave it, retry at the next sync
-            self._state.set_status(moves, "pending", attempt=True)
-            self._log.error("move_failed", uids=[d.uid for d in moves], error=str(exc), junk=junk)
+            # Only what was not copied yet is tried afresh; what was copied stays
+            # 'copying' (the table forbids going back), to be finished, never copied again.
+            uids = {d.uid for d in moves}
+            retry = [
+                d
+                for d in self._state.unfinished(self.account.name, self.folder, _uidvalidity(moves))
+                if d.uid in uids and d.status == Status.PENDING
+            ]
+            self._state.set_status(retry, Status.PENDING, attempt=True)
+            self._log.error("move_failed", uids=sorted(uids), error=str(exc), junk=junk)
             outcome = {d.uid: "move_failed" for d in moves}
         return outcome
 
-    def _move(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> None:
-        if moves and mailbox.has_move:
-            mailbox.move([d.uid for d in moves], junk)
-        elif moves:
+    def _move(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> dict[int, str]:
+        """Move to Junk as safely as the server allows (see `layout.move_method`)."""
+        if not moves:
+            return {}
+        method = mailbox.move_method
+        if method == "move":
+            # A message copied before (the server had no MOVE then) may be in Junk
+            # already: it is finished the way it was begun, never moved again.
+            fresh = [d.uid for d in moves if d.status != Status.COPYING]
+            if fresh:
+                mailbox.move(fresh, junk)
+            if len(fresh) < len(moves):
+                self._copy_then_delete(mailbox, junk, [d for d in moves if d.uid not in fresh])
+        elif method == "copy":
             self._copy_then_delete(mailbox, junk, moves)
+        else:  # "flag": decided as moves before the server lost MOVE and UIDPLUS
+            self._keyword(mailbox, moves, JUNK_KEYWORD)
+            copied = [d.uid for d in moves if d.status == Status.COPYING]
+            if copied:
+                self._log.warning("copy_left_in_junk", uids=copied, junk=junk)
+            return {d.uid: "flag" for d in moves}
+        return {}
 
     def _copy_then_delete(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> None:
-        """The fallback without MOVE, made idempotent by the 'copying' status."""
-        copied_before = [d for d in moves if d.status == "copying"]
-        to_copy = [d for d in moves if d.status != "copying"]
+        """The fallback without MOVE, made idempotent by the 'copying' status: a
+        message is never copied again once it is 'copying', unless Junk lacks it."""
+        copied_before = [d for d in moves if d.status == Status.COPYING]
+        to_copy = [d for d in moves if d.status != Status.COPYING]
         if copied_before:
             # A crash may have come after the COPY: copy again only what Junk lacks.
             in_junk = self._copied(mailbox, junk, copied_before)
-            to_copy += [d for d in copied_before if d.uid not in in_junk]
+            again = [d.uid for d in copied_before if d.uid not in in_junk]
+            if again:
+                mailbox.copy(again, junk)
         if to_copy:
-            self._state.set_status(to_copy, "copying")
+            self._state.set_status(to_copy, Status.COPYING)
             mailbox.copy([d.uid for d in to_copy], junk)
         mailbox.delete([d.uid for d in moves])
 
@@ -660,11 +742,12 @@ class FolderWatcher:
         if not unfinished:
             return
         present = mailbox.existing([d.uid for d in unfinished])
-        gone = [d for d in unfinished if d.uid not in present and d.status == "pending"]
-        self._state.set_status(gone, "gone")  # moved before a crash, or by the user
+        gone = [d for d in unfinished if d.uid not in present and d.status == Status.PENDING]
+        self._state.set_status(gone, Status.GONE)  # moved before a crash, or by the user
         # A 'copying' message gone from here was copied and expunged: done.
         self._state.set_status(
-            [d for d in unfinished if d.uid not in present and d.status == "copying"], "done"
+            [d for d in unfinished if d.uid not in present and d.status == Status.COPYING],
+            Status.DONE,
         )
         still = [d for d in unfinished if d.uid in present]
         if still:
@@ -675,6 +758,10 @@ class FolderWatcher:
     def _keyword(mailbox: Mailbox, decisions: Sequence[Decision], keyword: str) -> None:
         if decisions:
             mailbox.add_keywords([d.uid for d in decisions], [keyword])
+
+
+def _uidvalidity(decisions: Sequence[Decision]) -> int:
+    return decisions[0].uidvalidity if decisions else 0
 
 
 class JunkWatcher(FolderWatcher):
@@ -691,6 +778,9 @@ class JunkWatcher(FolderWatcher):
         super().__init__(account, "", **kwargs)
         # Its lines name the folder: the configured one, or the \Junk one sought.
         self._log = self._log.bind(folder=account.junk_folder or "\\Junk")
+
+    def _find_own(self, mailbox: Mailbox, listing: Listing) -> None:
+        """Nothing: this watcher's folder is Junk, and it moves no mail."""
 
     def sync(self, mailbox: Mailbox, junk: str) -> None:
         if self.folder != junk:  # found on connecting

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
@@ -14,11 +15,14 @@ import pytest
 import structlog
 
 from spamd import config as config_lib
-from spamd import corpus, sandbox
+from spamd import corpus
 from spamd import model as model_lib
-from spamd.config import Config
+from spamd.config import Account, Config
 from spamd.features import DEFAULT_CHANNELS
-from spamd.service import Service
+from spamd.service import LiveModel, Service
+from spamd.state import State
+from spamd.watcher import FolderWatcher
+from tests import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -236,3 +240,16 @@ def running_service(config: Config, **options: object) -> Iterator[tuple[Service
         yield service, events
     finally:
         service.stop()
+
+
+def inbox_watcher(config: Config, state: State, connect: Callable[[Account], Any]) -> FolderWatcher:
+    """A watcher of INBOX of the config's first account, outside a service (to drive by hand)."""
+    return FolderWatcher(
+        config.accounts[0],
+        "INBOX",
+        connect=connect,
+        model=LiveModel(config.model_path, Events.logger()),
+        state=state,
+        log=Events.logger(),
+        stop=threading.Event(),
+    )

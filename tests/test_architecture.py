@@ -9,7 +9,17 @@ from pathlib import Path
 
 import spamd
 
-PURE = {"message", "features", "metrics", "model", "scorer", "policy", "learning"}
+PURE = {
+    "message",
+    "features",
+    "metrics",
+    "model",
+    "scorer",
+    "policy",
+    "learning",
+    "decisions",
+    "layout",
+}
 ADAPTER_MODULES = {
     "imapclient",
     "imaplib",

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,13 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spamd import sandbox, watcher
+from spamd import sandbox as shipped
+from spamd import watcher
 from spamd.config import Account, Config
 from spamd.errors import TransientMailboxError
 from spamd.imap import Connection
-from spamd.service import LiveModel, Service, scan, state_path
+from spamd.service import Service, scan, state_path
 from spamd.state import State
-from spamd.watcher import FolderWatcher
+from tests import sandbox
 from tests.conftest import (
     HAM,
     ROOT,
@@ -31,6 +31,7 @@ from tests.conftest import (
     SPAM,
     Box,
     Events,
+    inbox_watcher,
     message,
     running_service,
     spamd_config,
@@ -116,13 +117,13 @@ def test_a_stopped_sandbox_has_no_process_left_alive() -> None:
     with sandbox.running({"u": "p"}) as server:
         assert server.process is not None
         group = server.process.pid
-        assert sandbox._alive_in_group(group)
+        assert shipped._alive_in_group(group)
         server.stop()
-        assert not sandbox._alive_in_group(group)
+        assert not shipped._alive_in_group(group)
     dead = subprocess.Popen(["sleep", "60"], start_new_session=True)
     dead.kill()
     os.waitid(os.P_PID, dead.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
-    assert not sandbox._alive_in_group(dead.pid), "a zombie counts as dead"
+    assert not shipped._alive_in_group(dead.pid), "a zombie counts as dead"
     dead.wait()
 
 
@@ -308,18 +309,10 @@ def test_a_move_cut_short_is_finished_after_restart_exactly_once(
     config = spamd_config(tmp_path, mailbox.settings(scan_existing=True))
     deliver(mailbox, SPAM[:2] + HAM[:1])
     state = State(state_path(config))
-    watcher = FolderWatcher(
-        config.accounts[0],
-        "INBOX",
-        connect=CrashBeforeMove.open,
-        model=LiveModel(config.model_path, Events.logger()),
-        state=state,
-        log=Events.logger(),
-        stop=threading.Event(),
-    )
+    watcher = inbox_watcher(config, state, CrashBeforeMove.open)
     broken = CrashBeforeMove.open(config.accounts[0])
     with pytest.raises(TransientMailboxError):
-        watcher.sync(broken, broken.find_junk())
+        watcher.sync(broken, broken.find_junk().name)
     assert len(state.unfinished(mailbox.user, "INBOX", _uidvalidity(mailbox))) == 2
     with running_service(config) as (service, events):
         wait_until(lambda: mailbox.count("Junk") == 2, what="the interrupted moves")
@@ -433,7 +426,7 @@ def test_tls_is_verified_and_trusts_only_the_configured_ca(
         tmp_path, mailbox.settings(tls=tls, port=port, ca_file=str(dovecot.cert))
     ).accounts[0]
     connection = Connection.open(trusted)
-    assert connection.find_junk() == "Junk"
+    assert connection.find_junk().name == "Junk"
     connection.logout()
     untrusted = spamd_config(tmp_path, mailbox.settings(tls=tls, port=port)).accounts[0]
     with pytest.raises(TransientMailboxError, match=r"certificate not trusted.*ca_file"):

@@ -456,7 +456,7 @@ def test_the_first_correction_applies_to_the_batch_being_read_meanwhile(
     )
     connection = Connection.open(account)
     try:
-        inbox.sync(connection, connection.find_junk())
+        inbox.sync(connection, connection.find_junk().name)
     finally:
         connection.logout()
     assert asked == [False]

@@ -16,9 +16,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from spamd import sandbox
 from spamd.errors import AuthError
 from spamd.imap import Connection
+from tests import sandbox
 from tests.conftest import spamd_config
 
 USER = "oauth-user"
@@ -80,7 +80,7 @@ def test_a_token_from_the_command_logs_in(
     server.valid = {f"token-{auth}"}
     connection = Connection.open(account(dovecot, tmp_path, auth, f"echo token-{auth}"))  # type: ignore[arg-type]
     try:
-        assert connection.find_junk() == "Junk"
+        assert connection.find_junk().name == "Junk"
     finally:
         connection.logout()
     assert server.asked[-1] == f"token-{auth}"

@@ -133,7 +133,7 @@ def test_the_wheel_carries_the_model_and_classifies_in_a_fresh_venv(tmp_path: Pa
     shutil.copytree(
         ROOT,
         source,
-        ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", ".*cache*"),
+        ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info"),  # .venv, .cyrus, ...
     )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",

@@ -270,9 +270,10 @@ def test_check_config_connect_reports_each_account(mailbox: Box, tmp_path: Path)
         capture_output=True, text=True, cwd=ROOT, check=False,
     )  # fmt: skip
     assert done.returncode == 1
-    good, bad = done.stdout.splitlines()[1:]
+    good, *details, bad = done.stdout.splitlines()[1:]
     assert good.startswith(f"{mailbox.user}: connected to 127.0.0.1:")
-    assert "Junk folder 'Junk'; IDLE yes; MOVE yes" in good
+    assert "  Junk folder: found 'Junk' (marked \\Junk (SPECIAL-USE))" in details
+    assert "  IDLE: new mail is seen within a second" in details
     assert bad == (
         "wrong: FAILED: login refused: [AUTHENTICATIONFAILED] Authentication failed.; "
         "check the account's username and password (or token)"

@@ -1,105 +1,153 @@
-"""scripts/setup on a machine that lacks dovecot-imapd, with apt faked (no network, no root
-changes): what it checks, how it waits for another package manager, what it says."""
+"""Setup problems named as such; `check-config --connect` reports and changes nothing."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import ROOT
+from spamd.errors import SetupError
+from spamd.imap import Connection
+from spamd.watcher import SETUP_RETRY
+from tests.conftest import ROOT, SHIPPED_MODEL, Box, running_service, spamd_config, wait_until
+from tests.sandbox import LAYOUTS, Dovecot, Layout, running
 
-IMAP = Path("/usr/lib/dovecot/imap")
-FAKE_APT = """#!/bin/sh
-# Records its arguments; says the dpkg lock is held for the first $LOCKED calls.
-n=$(cat "$FAKE/calls" 2>/dev/null || echo 0); echo $((n + 1)) > "$FAKE/calls"
-if [ "$n" -lt "${LOCKED:-0}" ]; then
-    echo "E: Could not get lock /var/lib/dpkg/lock-frontend." \
-        "It is held by process 4242 (unattended-upgr)" >&2
-    exit 100
-fi
-echo "$*" >> "$FAKE/apt.log"
-"""
+INBOX_PREFIX = next(layout for layout in LAYOUTS if layout.prefix)
 
 
-def can_hide_imap() -> bool:
-    """Whether this test may hide the imap binary in a mount namespace of its own."""
-    if not IMAP.exists() or shutil.which("unshare") is None:
-        return False
-    probe = ["unshare", "--mount", "--propagation", "private", "true"]
-    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+def folders(box: Box) -> list[str]:
+    return sorted(str(name) for _, _, name in box.client.list_folders())
 
 
-pytestmark = pytest.mark.skipif(
-    not can_hide_imap(), reason="needs dovecot-imapd installed and unshare --mount (root)"
-)
-
-
-def setup_without_imap(
-    tmp_path: Path, locked: int, lock_wait: int
-) -> subprocess.CompletedProcess[str]:
-    """Run a copy of scripts/setup where /usr/lib/dovecot/imap is not executable (only
-    dovecot-core, as it were), with a fake apt-get; .venv is a stand-in, up to date."""
-    tree = tmp_path / "tree"
-    (tree / "scripts").mkdir(parents=True)
-    shutil.copy(ROOT / "scripts" / "setup", tree / "scripts" / "setup")
-    (tree / "pyproject.toml").write_text("")
-    (tree / ".venv" / "bin").mkdir(parents=True)
-    (tree / ".venv" / "bin" / "python").symlink_to(shutil.which("python3") or "/usr/bin/python3")
-    (tree / ".venv" / ".spamd-installed").touch()
-    fake = tmp_path / "fake"
-    fake.mkdir()
-    (fake / "apt-get").write_text(FAKE_APT)
-    (fake / "apt-get").chmod(0o755)
-    (fake / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
-    (fake / "sudo").chmod(0o755)
-    env = {
-        **os.environ,
-        "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}",
-        "FAKE": str(fake),
-        "LOCKED": str(locked),
-        "SPAMD_SETUP_LOCK_WAIT": str(lock_wait),
-    }
-    hide = f"mount --bind /dev/null {IMAP} && exec {tree / 'scripts' / 'setup'}"
+def check_config(tmp_path: Path, *accounts: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    config_file = tmp_path / "spamd.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "model": {"path": str(SHIPPED_MODEL)},
+                "accounts": list(accounts),
+            }
+        )
+    )
     return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "spamd.cli", "check-config", "--connect", "--config",
+         str(config_file)],
+        capture_output=True, text=True, cwd=ROOT, check=False,
     )  # fmt: skip
 
 
-def test_setup_installs_dovecot_imapd_when_only_its_imap_binary_is_missing(
-    tmp_path: Path,
+def test_check_config_connect_changes_nothing_and_reports_missing_folders(
+    mailbox: Box, tmp_path: Path
 ) -> None:
-    assert shutil.which("dovecot")  # dovecot-core is here: the old check was satisfied
-    done = setup_without_imap(tmp_path, locked=0, lock_wait=60)
-    assert done.returncode == 0, done.stderr
-    calls = (tmp_path / "fake" / "apt.log").read_text().splitlines()
-    assert calls[0] == "-qq -o DPkg::Lock::Timeout=0 update"
-    assert calls[1].startswith("-qq -o DPkg::Lock::Timeout=0 install -y --no-install-recommends ")
-    assert "dovecot-imapd" in calls[1].split()
-    packages = calls[1].split("--no-install-recommends ")[1]
-    assert done.stdout == f"setup: installed Debian packages: {packages}\n"
-    assert done.stderr == ""
-
-
-def test_setup_waits_for_the_dpkg_lock_and_says_so(tmp_path: Path) -> None:
-    done = setup_without_imap(tmp_path, locked=2, lock_wait=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == (
-        "setup: another package manager holds the dpkg lock (automatic updates?): "
-        "waiting up to 60 s for it\n"
+    before = folders(mailbox)
+    done = check_config(
+        tmp_path,
+        mailbox.settings(folders=["INBOX", "NoSuchFolder"], junk_folder="Quarantine"),
     )
-    assert done.stdout.startswith("setup: installed Debian packages: ")
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = done.stdout
+    assert "Junk folder: would be created as 'Quarantine' (configured (junk_folder))" in out
+    assert "watched folder 'INBOX': found as 'INBOX'" in out
+    assert "watched folder 'NoSuchFolder': MISSING: fix folders:" in out
+    assert "MOVE: spam is moved to Junk in one atomic command" in out
+    assert folders(mailbox) == before  # read-only: no Quarantine made
+    good = check_config(tmp_path, mailbox.settings())
+    assert good.returncode == 0, good.stdout
+    assert "Junk folder: found 'Junk' (marked \\Junk (SPECIAL-USE))" in good.stdout
 
 
-def test_setup_gives_up_on_the_dpkg_lock_after_a_bounded_wait(tmp_path: Path) -> None:
-    done = setup_without_imap(tmp_path, locked=1000, lock_wait=1)
-    assert done.returncode == 1
-    assert done.stderr.splitlines()[-1] == (
-        "setup: another package manager held the dpkg lock for 1 s: let it finish "
-        "(see: ps -C apt,apt-get,dpkg,unattended-upgr), then run scripts/setup again"
-    )
-    assert done.stdout == ""
+@pytest.mark.parametrize(
+    ("layout", "says"),
+    [
+        (Layout("bare", hide=("MOVE", "UIDPLUS")), "WARNING: this server cannot move mail safely"),
+        (INBOX_PREFIX, "namespace 'INBOX.', separator '.'"),
+    ],
+    ids=["no-move-no-uidplus", "inbox-prefix"],
+)
+def test_check_config_connect_explains_each_server(
+    tmp_path: Path, layout: Layout, says: str
+) -> None:
+    with running({"u": "p"}, layout) as server:
+        box = Box(server, "u", "p", tmp_path)
+        done = check_config(tmp_path, box.settings())
+        box.close()
+    assert says in done.stdout
+    assert f"Junk folder: found {layout.junk!r}" in done.stdout
+    assert done.returncode == 0  # a warning, not a stop: spam is flagged there
+
+
+def test_junk_is_created_inside_the_namespace_where_there_is_none(tmp_path: Path) -> None:
+    # Debian's stock Cyrus, Courier: CREATE of a top-level "Junk" is refused there.
+    layout = Layout("inbox-prefix-no-junk", prefix="INBOX.", separator=".", special_use=False,
+                    folders=("Trash",), hide=("SPECIAL-USE",))  # fmt: skip
+    with running({"u": "p"}, layout) as server:
+        box = Box(server, "u", "p", tmp_path)
+        connection = Connection.open(spamd_config(tmp_path, box.settings()).accounts[0])
+        junk = connection.find_junk()
+        connection.logout()
+        assert (junk.name, junk.how) == ("INBOX.Junk", junk.how)
+        assert "created" in junk.how
+        assert folders(box) == ["INBOX", "INBOX.Junk", "INBOX.Trash"]
+        box.close()
+
+
+def setup_failure(server: Dovecot, tmp_path: Path, **settings: object) -> tuple[str, str, str]:
+    """(the error, the fix, systemd's STATUS=) of a daemon that cannot work with these settings."""
+    box = Box(server, "u", "p", tmp_path)
+    config = spamd_config(tmp_path, box.settings(**settings))
+    with running_service(config) as (service, events):
+        wait_until(lambda: events.named("setup_error"), what="the setup error")
+        event = events.named("setup_error")[0]  # each watcher of the account says it once
+        assert event["retry_in"] >= 0.9 * SETUP_RETRY  # type: ignore[operator]
+        assert not events.named("connection_failed")  # not network trouble
+        healthy, details = service.health()
+        assert not healthy
+        account = details["accounts"]["u"]
+        assert account["setup_error"] == event["error"]
+        status = service.summary()
+    box.close()
+    return str(event["error"]), str(event["fix"]), status
+
+
+@pytest.fixture(scope="module")
+def server() -> object:
+    with running({"u": "p"}) as started:
+        yield started
+
+
+def test_a_missing_watched_folder_is_a_setup_error(server: Dovecot, tmp_path: Path) -> None:
+    error, fix, status = setup_failure(server, tmp_path, folders=["INBOX", "NoSuchFolder"])
+    assert "folder 'NoSuchFolder' not found" in error
+    assert fix == "fix folders: (the server has: Drafts, INBOX, Junk, Sent, Trash)"
+    assert "SETUP ERROR u: u: folder 'NoSuchFolder' not found" in status
+
+
+def test_a_refused_create_of_junk_is_a_setup_error(server: Dovecot, tmp_path: Path) -> None:
+    error, fix, status = setup_failure(server, tmp_path, junk_folder="~Spam")
+    assert "refused to create the Junk folder '~Spam'" in error
+    assert "set junk_folder:" in fix
+    assert "SETUP ERROR" in status
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"tls": "ssl"}, "speaks plain IMAP: set tls: starttls"),
+        ({"tls": "none", "imaps": True, "timeout": 1}, "expects TLS at once: set tls: ssl"),
+        ({"host": "no-such-host.invalid"}, r"does not resolve \(DNS"),
+    ],
+    ids=["ssl-on-plain-port", "plain-on-tls-port", "unknown-host"],
+)
+def test_tls_mode_and_dns_failures_say_what_they_are(
+    server: Dovecot, tmp_path: Path, settings: dict[str, object], says: str
+) -> None:
+    box = Box(server, "u", "p", tmp_path)
+    if settings.pop("imaps", False):
+        settings["port"] = server.imaps_port
+    account = spamd_config(tmp_path, box.settings(**settings)).accounts[0]
+    with pytest.raises(SetupError, match=says):
+        Connection.open(account)

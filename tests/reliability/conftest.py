@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from spamd import sandbox
 from spamd.scorer import Scorer, load
 from spamd.state import Decision, State
+from tests import sandbox
 from tests.conftest import HAM, SHIPPED_MODEL, SPAM, Box
 from tests.reliability.proxy import FaultProxy
 
@@ -102,8 +102,11 @@ def _message_id(raw: bytes) -> str:
     return found.group(1).decode() if found else ""
 
 
-def assert_each_once_and_spam_in_junk(box: Box, messages: dict[int, tuple[bytes, bool]]) -> None:
-    """Every message exists exactly once across all folders, in Junk iff the model junks it."""
+def assert_each_once_and_spam_in_junk(
+    box: Box, messages: dict[int, tuple[bytes, bool]], junk: str = "Junk"
+) -> None:
+    """Every message exists exactly once across all folders, in `junk` iff the model junks
+    it (`junk="INBOX"` where spam is flagged in place)."""
     where: dict[str, list[str]] = {}
     copies: Counter[str] = Counter()
     for folder, found in inventory(box).items():
@@ -113,7 +116,7 @@ def assert_each_once_and_spam_in_junk(box: Box, messages: dict[int, tuple[bytes,
     for raw, junked in messages.values():
         message_id = _message_id(raw)
         assert copies[message_id] == 1, f"{message_id}: {copies[message_id]} copies in {where}"
-        assert where[message_id] == ["Junk" if junked else "INBOX"], (message_id, where)
+        assert where[message_id] == [junk if junked else "INBOX"], (message_id, where)
     assert sum(copies.values()) == len(messages), "messages nobody appended"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -12,12 +13,13 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
+import pytest
 import yaml
 
-from spamd import sandbox
 from spamd.service import state_path
 from spamd.state import FILE_NAME, State
-from tests.conftest import ROOT, SHIPPED_MODEL, new_box, spamd_config, wait_until
+from tests import sandbox
+from tests.conftest import ROOT, SHIPPED_MODEL, Box, new_box, spamd_config, wait_until
 from tests.reliability.conftest import (
     Report,
     all_decided,
@@ -39,16 +41,32 @@ def start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
         )  # fmt: skip
 
 
+# Servers without MOVE: the COPY + UID EXPUNGE fallback, and the flag fallback
+# where there is not even UIDPLUS (long mode only: each adds its trials' time).
+FALLBACKS = [layout for layout in sandbox.LAYOUTS if "MOVE" in layout.hide]
+
+
+@pytest.mark.parametrize("layout", [sandbox.DEFAULT, *FALLBACKS], ids=str)
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
-    dovecot: sandbox.Dovecot, tmp_path: Path, long_mode: bool, report: Report
+    dovecot: sandbox.Dovecot,
+    tmp_path: Path,
+    long_mode: bool,
+    report: Report,
+    layout: sandbox.Layout,
 ) -> None:
+    if layout != sandbox.DEFAULT and not long_mode:
+        pytest.skip("the fallback layouts' trials run in long mode (--long)")
     trials = 50 if long_mode else 3
     rng = random.Random(int(os.environ.get("SPAMD_CRASH_SEED", "20261122")))
     totals: Counter[str] = Counter()
-    for trial in range(trials):
-        totals += _trial(dovecot, tmp_path / f"crash{trial}", trial, rng)
+    with contextlib.ExitStack() as stack:
+        if layout != sandbox.DEFAULT:
+            dovecot = stack.enter_context(sandbox.running({}, layout))
+        for trial in range(trials):
+            totals += _trial(dovecot, tmp_path / f"crash{trial}", trial, rng)
     report(
         "sigkill_trials",
+        layout=layout.name,
         trials=trials,
         messages=trials * BATCH,
         kills=totals["kills"],
@@ -80,6 +98,7 @@ def _trial(dovecot: sandbox.Dovecot, work: Path, trial: int, rng: random.Random)
     )
     log = work / "spamd.log"
     junked = sum(j for _, j in messages.values())
+    flags = {"MOVE", "UIDPLUS"} <= set(dovecot.layout.hide)
     kills = rng.randint(1, 3)
     mid_batch = 0
     for _ in range(kills):
@@ -97,8 +116,11 @@ def _trial(dovecot: sandbox.Dovecot, work: Path, trial: int, rng: random.Random)
         proc = start(config_file, log)
         state_file = state_path(spamd_config(work, settings))
         try:
-            wait_until(lambda: box.count("Junk") >= junked, timeout=90, what=f"trial {trial}")
-            wait_until(lambda: box.count("INBOX") == BATCH - junked, timeout=30)
+            if flags:  # neither MOVE nor UIDPLUS: spam is flagged in place
+                wait_until(lambda: flagged(box) >= junked, timeout=90, what=f"trial {trial}")
+            else:
+                wait_until(lambda: box.count("Junk") >= junked, timeout=90, what=f"trial {trial}")
+                wait_until(lambda: box.count("INBOX") == BATCH - junked, timeout=30)
             # A kill between MOVE and its bookkeeping leaves the mail in place but a row
             # pending: the restarted daemon's first sync must settle it.
             wait_until(partial(all_decided, state_file, user, messages), timeout=30)
@@ -116,12 +138,21 @@ def _trial(dovecot: sandbox.Dovecot, work: Path, trial: int, rng: random.Random)
             lost=sum(copies[m] == 0 for m in wanted),
             duplicated=sum(max(0, copies[m] - 1) for m in wanted),
         )
-        assert_each_once_and_spam_in_junk(box, messages)
+        assert_each_once_and_spam_in_junk(box, messages, junk="INBOX" if flags else "Junk")
+        if flags:
+            assert flagged(box) == junked
         assert_decided_once(state_file, user, messages)
         assert "internal_error" not in log.read_text()
     finally:
         box.close()
     return outcome
+
+
+def flagged(box: Box) -> int:
+    box.client.select_folder("INBOX", readonly=True)
+    found = len(box.client.search(["KEYWORD", "$Junk"]))
+    box.client.unselect_folder()
+    return found
 
 
 def _decided(state_dir: Path) -> int:

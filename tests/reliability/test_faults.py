@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from spamd import sandbox
 from spamd.service import state_path
+from tests import sandbox
 from tests.conftest import Box, new_box, running_service, spamd_config, wait_until
 from tests.reliability.conftest import (
     Report,

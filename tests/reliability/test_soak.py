@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from spamd import sandbox
+from tests import sandbox
 from tests.conftest import ROOT, SHIPPED_MODEL, Box, can_log_in, wait_until
 from tests.reliability.conftest import Report, variant
 
