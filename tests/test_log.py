@@ -44,6 +44,9 @@ def test_a_library_line_is_json_like_ours(json_log: io.StringIO) -> None:
     scheduler.start()
     try:
         wait_until(lambda: "a job that fails" in json_log.getvalue(), what="APScheduler's line")
+        # Its scheduler thread removes the run job after handing it over: a shutdown
+        # before then makes that removal fail in the thread.
+        wait_until(lambda: not scheduler.get_jobs(), what="the job done with")
     finally:
         scheduler.shutdown()
     records = [json.loads(line) for line in json_log.getvalue().splitlines()]  # every line
