@@ -21,13 +21,12 @@ from spamd import __version__, corpus, versions
 from spamd import config as config_lib
 from spamd import log as log_lib
 from spamd import scorer as scorer_lib
-from spamd.errors import InputError, SpamdError
+from spamd.errors import InputError, SpamdError, UnreadableMessage
 from spamd.features import DEFAULT_CHANNELS
 from spamd.layout import Listing, explain, find_junk, match_folder, move_method
 from spamd.message import DEFAULT_MAX_BYTES
 
 T = TypeVar("T")
-BATCH = 256
 
 
 def shipped(name: str) -> Path:
@@ -302,25 +301,22 @@ def _train_from_imap(args: argparse.Namespace) -> int:
     return 0 if outcome.promoted else 1
 
 
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
 def _classify(args: argparse.Namespace) -> int:
     model = scorer_lib.load(args.model)
     failed = 0
     mails = _progress(corpus.read_inputs(args.paths, model.metadata.max_bytes), "classifying")
-    for batch in _batches(mails, BATCH):
-        for mail in batch:
-            if mail.error:
-                failed += 1
-                print(f"spamd: error: {mail.error}", file=sys.stderr)
-        readable = [mail for mail in batch if not mail.error]
-        scores = model.score_many(mail.raw for mail in readable)
-        for mail, score in zip(readable, map(float, scores), strict=True):
-            _print_verdict(sys.stdout, mail.source, score, model.is_spam(score), args.jsonl)
+    for mail in mails:
+        if mail.error:
+            failed += 1
+            print(f"spamd: error: {mail.error}", file=sys.stderr)
+            continue
+        try:
+            score = model.score(mail.raw)
+        except UnreadableMessage as exc:
+            failed += 1
+            print(f"spamd: error: {mail.source}: {exc}", file=sys.stderr)
+            continue
+        _print_verdict(sys.stdout, mail.source, score, model.is_spam(score), args.jsonl)
     return 1 if failed else 0
 
 

@@ -28,6 +28,8 @@ TLS_MODES: tuple[TlsMode, ...] = ("ssl", "starttls", "none")
 Auth = Literal["password", "xoauth2", "oauthbearer"]
 AUTHS: tuple[Auth, ...] = ("password", "xoauth2", "oauthbearer")
 MODES: tuple[Mode, ...] = ("move", "flag", "dry_run")
+Unreadable = Literal["keep", "flag"]
+UNREADABLE: tuple[Unreadable, ...] = ("keep", "flag")
 DEFAULT_FETCH_BYTES = 256 * 1024
 DEFAULT_POLL_SECONDS = 60.0
 SECRET_COMMAND_TIMEOUT = 30.0
@@ -122,6 +124,7 @@ class Account:
     scan_existing: bool = False
     fetch_bytes: int = DEFAULT_FETCH_BYTES
     set_keywords: bool = False
+    unreadable: Unreadable = "keep"  # a message that cannot be read: left alone, or flagged
     allow: tuple[str, ...] = ()  # sender addresses or domains never junked
     block: tuple[str, ...] = ()  # sender addresses or domains always junked
     timeout: float = 60.0  # seconds for connecting and for each command
@@ -270,6 +273,7 @@ def _account(s: _Section, base: Path) -> Account:
         scan_existing=s.boolean("scan_existing", default=False),
         fetch_bytes=s.integer("fetch_bytes", DEFAULT_FETCH_BYTES, minimum=1024),
         set_keywords=s.boolean("set_keywords", default=False),
+        unreadable=cast(Unreadable, s.choice("unreadable", UNREADABLE, "keep")),
         allow=tuple(x.lower() for x in s.strings("allow", [])),
         block=tuple(x.lower() for x in s.strings("block", [])),
         timeout=s.number("timeout", 60.0, minimum=1.0),
@@ -336,7 +340,7 @@ def _http(s: _Section, base: Path) -> Http:
             f"expected HOST:PORT, got {listen!r}", source=s.source, key=s.key("listen")
         )
     token = _secret(s, base, "token", required=False)
-    if token is None and not _loopback(host):
+    if token is None and not is_loopback(host):
         raise ConfigError(
             f"a bearer token is required when listening on {host} (not loopback): "
             "set token, token_file, token_env or token_command",
@@ -354,7 +358,8 @@ def _http(s: _Section, base: Path) -> Http:
     return http
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback."""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -409,8 +414,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "password_file", "password_env", "password_command", "auth", "oauth2_token",
         "oauth2_token_file", "oauth2_token_env", "oauth2_token_command", "folders",
         "junk_folder", "mode",
-        "idle", "poll_interval", "scan_existing", "fetch_bytes", "set_keywords", "allow",
-        "block", "timeout",
+        "idle", "poll_interval", "scan_existing", "fetch_bytes", "set_keywords", "unreadable",
+        "allow", "block", "timeout",
     ),
 }  # fmt: skip
 

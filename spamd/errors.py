@@ -38,6 +38,14 @@ class ModelError(SpamdError):
         self.path = path
 
 
+class UnreadableMessage(SpamdError):
+    """A message could not be read at all: it must not be scored (as if it were empty)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(f"unreadable message ({error}); not scored")
+        self.error = error  # the name of what went wrong while reading it
+
+
 class MailboxError(SpamdError):
     """Talking to an IMAP server failed."""
 

@@ -43,7 +43,9 @@ DEFAULT_CHANNELS = ("subject", "body", "sender")  # the shipped model's; see ben
 _REPLY_PREFIX = re.compile(
     r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|tr|rif|odp)\s*(?:\[\d+\])?\s*:\s*)+", re.I
 )
-_LIST_NAME = re.compile(r"<([^.<>@\s]+)")
+# A list's name is its List-Id's first label (at most 63 characters, RFC 2919/1035): a
+# longer one is no list's, and matching it in a body would cost length x length.
+_LIST_NAME = re.compile(r"<([^.<>@\s]{1,63})(?![^.<>@\s])")
 _VIA_LIST = re.compile(r"\s+via\s+\S+$", re.I)
 # Where list managers append their footer; everything from there on is dropped.
 _LIST_FOOTER = re.compile(

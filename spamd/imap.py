@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.imapclient import _literal  # imapclient's one way to send an argument as a literal
+from imapclient.response_parser import parse_message_list
 
 from spamd import layout
 from spamd.config import Account
@@ -348,7 +350,19 @@ class Connection:
         return None
 
     def search_header(self, name: str, value: str) -> list[int]:
-        return sorted(self._call("SEARCH", lambda: self._client.search(["HEADER", name, value])))
+        """UIDs in the selected folder whose header `name` contains `value`.
+
+        The value comes from mail, so it goes as a literal, never as an atom or a
+        quoted string: a literal holds parentheses, braces, quotes and control
+        characters as they are. Non-ASCII goes as UTF-8 with ``CHARSET UTF-8``
+        (RFC 3501 6.4.4). A value the server refuses (BAD, ``NO [BADCHARSET]``)
+        raises `MailboxError`; the connection stays usable.
+        """
+        data = value.encode("utf-8", "surrogatepass")  # never raises; the server judges
+        args = [] if data.isascii() else [b"CHARSET", b"UTF-8"]
+        args += [b"HEADER", name.encode("ascii"), _literal(data)]
+        found = self._call("SEARCH", lambda: self._client._raw_command_untagged(b"SEARCH", args))
+        return sorted(parse_message_list(found))
 
     def search_size(self, size: int) -> list[int]:
         """UIDs in the selected folder of messages of exactly `size` bytes."""
@@ -470,12 +484,17 @@ class Connection:
 
 
 def _login(client: imapclient.IMAPClient, account: Account, secret: Callable[[], str]) -> None:
-    """LOGIN with a password, or SASL XOAUTH2/OAUTHBEARER with an access token. A
-    token is asked for at every connection; one the server rejects is asked for
-    once more (a token helper may have handed out a stale one) before giving up."""
+    """LOGIN with a password (AUTHENTICATE PLAIN when the name or password is not
+    ASCII), or SASL XOAUTH2/OAUTHBEARER with an access token. A token is asked for
+    at every connection; one the server rejects is asked for once more (a token
+    helper may have handed out a stale one) before giving up."""
     if account.auth == "password":
         with _mapped("login", account.name):
-            client.login(account.username, secret())
+            password = secret()
+            if (account.username + password).isascii():
+                client.login(account.username, password)
+            else:  # LOGIN is ASCII only; SASL PLAIN carries UTF-8 (RFC 4616, RFC 6855 s. 5)
+                client.plain_login(account.username, password)
         return
     for attempt in (1, 2):
         try:

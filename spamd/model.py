@@ -18,7 +18,8 @@ A saved model is three files: ``X.joblib`` (the whole fitted pipeline),
 token counts it was trained on, from which `retrain` learns users' corrections
 without forgetting the base. Security: the ``.joblib`` file
 is a pickle, and loading a pickle runs code. `load` therefore refuses a file
-that is world-writable or whose SHA-256 differs from the metadata, and checks
+that is group- or world-writable, owned by anyone but root or the user spamd
+runs as, or whose SHA-256 differs from the metadata, and checks
 the hash on the very bytes it unpickles. Only load model files you or your
 package manager wrote. The daemon never unpickles: it loads the ``.npz``.
 """

@@ -63,5 +63,12 @@ def decide(
     return Verdict(spam=True, action=action, reason=reason)
 
 
-UNREADABLE = Verdict(spam=False, action="keep", reason="unreadable")
+def unreadable(flag: bool, mode: Literal["move", "flag", "dry_run"]) -> Verdict:
+    """A message that could not be read is never scored: it stays where it is, with
+    `flag` marked $Junk as well (only logged in a dry run)."""
+    if not flag:
+        return Verdict(spam=False, action="keep", reason="unreadable")
+    return Verdict(spam=True, action="log" if mode == "dry_run" else "flag", reason="unreadable")
+
+
 RESCUED = Verdict(spam=False, action="keep", reason="rescued")  # back from Junk: never again

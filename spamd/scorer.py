@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spamd.errors import ModelError
+from spamd.errors import ModelError, UnreadableMessage
 from spamd.features import FEATURE_VERSION, Counted, Features, count, extract
 from spamd.message import DEFAULT_MAX_BYTES, parse
 
@@ -160,7 +161,11 @@ class Scorer:
         return tuple(c.name for c in self.channel_weights)
 
     def features(self, raw: bytes) -> Features:
-        return extract(parse(raw, self.metadata.max_bytes), self.channels)
+        """The model's input; raises `UnreadableMessage` rather than score nothing."""
+        parsed = parse(raw, self.metadata.max_bytes)
+        if parsed.unreadable:
+            raise UnreadableMessage(parsed.unreadable)
+        return extract(parsed, self.channels)
 
     def score(self, raw: bytes) -> float:
         return self.score_extracted(self.features(raw))
@@ -252,13 +257,23 @@ def weights_bytes(channels: Sequence[Channel], intercept: float) -> bytes:
 
 
 def read_checked(path: Path, what: str) -> bytes:
-    """A model file's bytes, refused when missing or writable by anyone."""
+    """A model file's bytes, refused when missing, or when anyone but root or the
+    user spamd runs as could have replaced it (group- or world-writable, or owned
+    by another user)."""
     try:
-        mode = path.stat().st_mode
-        if mode & stat.S_IWOTH:
+        info = path.stat()
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            who = "world" if info.st_mode & stat.S_IWOTH else "group"
             raise ModelError(
-                f"refusing a world-writable {what}: anyone could have replaced it; "
-                "fix with `chmod o-w`",
+                f"refusing a {who}-writable {what}: others could have replaced it; "
+                "fix with `chmod go-w`",
+                path=path,
+            )
+        if info.st_uid not in (0, os.geteuid()):
+            raise ModelError(
+                f"refusing a {what} owned by uid {info.st_uid}, neither root nor the user "
+                f"spamd runs as (uid {os.geteuid()}): that user could replace it; "
+                "fix with `chown`",
                 path=path,
             )
         return path.read_bytes()

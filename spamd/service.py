@@ -234,14 +234,21 @@ class Service:
             self._retrain_lock.release()
 
     def _retrain_once(self) -> None:
+        # Isolated (-I): neither the working directory nor PYTHON* variables can put
+        # other code on its path; it runs in the state directory, which is spamd's own.
         command = [
-            sys.executable, "-m", "spamd.retrain",
+            sys.executable, "-I", "-m", "spamd.retrain",
             "--state-dir", str(self.config.state_dir), "--base", str(self.config.model_path),
         ]  # fmt: skip
         started = time.monotonic()
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=RETRAIN_TIMEOUT, check=False
+                command,
+                capture_output=True,
+                text=True,
+                timeout=RETRAIN_TIMEOUT,
+                check=False,
+                cwd=self.config.state_dir,
             )
             outcome = json.loads(done.stdout.strip().splitlines()[-1])
         except (subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:

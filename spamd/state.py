@@ -19,6 +19,8 @@ UIDVALIDITY change never confuses old UIDs with new ones.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -97,6 +99,15 @@ SCHEMA_VERSION = 2  # 2 added corrections and junk_items (1 upgrades in place)
 MAX_EXAMPLES = 2000  # corrections kept per account (oldest dropped first)
 
 
+def _private(path: Path, mode: int) -> None:
+    """Give a file or directory of the state this mode, whatever the umask: the
+    corrections hold whole messages. One that belongs to another user is left as
+    that user (an administrator) made it."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_uid == os.geteuid():
+            path.chmod(mode)
+
+
 class StateError(SpamdError):
     """The state database cannot be opened or is from an unknown version."""
 
@@ -129,9 +140,14 @@ class State:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private(path.parent, 0o700)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            _private(path, 0o600)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            for companion in ("-wal", "-shm"):  # SQLite gives new ones the database's mode
+                _private(Path(f"{path}{companion}"), 0o600)
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -141,6 +157,8 @@ class State:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StateError(f"{path}: cannot open the state database ({exc})") from None
+        except OSError as exc:
+            raise StateError(f"{path}: cannot open the state database ({exc.strerror})") from None
         self._lock = threading.Lock()
 
     @contextmanager

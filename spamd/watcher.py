@@ -21,7 +21,8 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from spamd import learning, policy
 from spamd.config import Account, Mode
@@ -35,6 +36,7 @@ from spamd.message import parse
 from spamd.scorer import Scorer
 from spamd.state import Decision, FolderMark, State
 
+T = TypeVar("T")
 BATCH = 200  # UIDs fetched, decided and recorded together
 BATCHES_AHEAD = 1  # fetched and being read (by a `PoolReader`) while one is decided
 ACT_EVERY = 1000  # moves (or flags) carried out together; see `FolderWatcher.handle`
@@ -123,6 +125,7 @@ class Reading:
     subject: str = ""
     fingerprint: int | None = None
     error: str = ""  # set when the message could not be read: then leave it alone
+    partial: bool = False  # read only in part: the time budget ran out
 
 
 def content_hash(raw: bytes) -> str:
@@ -134,6 +137,8 @@ def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True
     digest = content_hash(raw)
     try:
         parsed = parse(raw, max_bytes)
+        if parsed.unreadable:
+            return Reading(digest, error=parsed.unreadable)
         channels = {*scorer.channels, *(learning.FINGERPRINT_CHANNELS if fingerprint else ())}
         features = extract(parsed, channels)
         return Reading(
@@ -143,6 +148,7 @@ def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True
             parsed.message_id[:500],
             parsed.subject[:300],
             learning.fingerprint(features) if fingerprint else None,
+            partial=parsed.partial,
         )
     except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
         return Reading(digest, error=type(exc).__name__)
@@ -619,8 +625,10 @@ class FolderWatcher:
             verdict = policy.RESCUED
         elif reading.error:
             self._log.error("undecidable", uid=message.uid, error=reading.error)
-            verdict = policy.UNREADABLE
+            verdict = policy.unreadable(self.account.unreadable == "flag", self._mode)
         else:
+            if reading.partial:
+                self._log.warning("read_partially", uid=message.uid)
             verdict = self._memory.decide(
                 reading,
                 scorer.threshold,
@@ -719,15 +727,21 @@ class FolderWatcher:
 
     def _copied(self, mailbox: Mailbox, junk: str, decisions: Sequence[Decision]) -> set[int]:
         """Which of these messages Junk holds already: found by Message-ID, or, for
-        mail without one, among Junk's messages of the same size by content."""
-        sizes = mailbox.sizes([d.uid for d in decisions if not d.message_id])
+        mail without one (or one the server refuses to search for), among Junk's
+        messages of the same size by content."""
+        sizes = mailbox.sizes([d.uid for d in decisions])
         mailbox.select(junk)
         found = set()
         for d in decisions:
-            if d.message_id:
-                if mailbox.search_header("Message-ID", d.message_id):
+            same_id = (
+                self._unless_refused(partial(mailbox.search_header, "Message-ID", d.message_id))
+                if d.message_id
+                else None
+            )
+            if same_id is not None:
+                if same_id:
                     found.add(d.uid)
-            elif d.uid in sizes:
+            elif d.uid in sizes:  # no Message-ID, or one the server cannot search for
                 candidates = mailbox.fetch(
                     mailbox.search_size(sizes[d.uid]), self.account.fetch_bytes
                 )
@@ -753,6 +767,17 @@ class FolderWatcher:
         if still:
             self._log.info("finishing", uids=[d.uid for d in still])
             self._apply(mailbox, junk, still)
+
+    def _unless_refused(self, search: Callable[[], T]) -> T | None:
+        """The answer to a search for a value from mail, or None when the server
+        refused it (logged): that value is given up, never retried by reconnecting."""
+        try:
+            return search()
+        except TransientMailboxError:
+            raise
+        except MailboxError as exc:
+            self._log.warning("search_refused", error=str(exc))
+            return None
 
     @staticmethod
     def _keyword(mailbox: Mailbox, decisions: Sequence[Decision], keyword: str) -> None:
@@ -834,7 +859,11 @@ class JunkWatcher(FolderWatcher):
     def _departed(
         self, mailbox: Mailbox, junk: str, message_id: str, digest: str, origin: str
     ) -> None:
-        found = mailbox.locate(message_id, skip={junk}) if message_id else None
+        found = (
+            self._unless_refused(partial(mailbox.locate, message_id, skip={junk}))
+            if message_id
+            else None
+        )
         if found is None:  # deleted, trashed or expired: no label
             self._log.info("left_junk", origin=origin, to=None)
             return

@@ -2,7 +2,8 @@
 
     GET  /          one plain page: paste or drop a message, see score and terms
     GET  /metrics   Prometheus text format (see `telemetry`)
-    GET  /healthz   per-account connection state; 200 when healthy, 503 when not
+    GET  /healthz   200 when every account is connected, 503 when not; with the token
+                    (or with none configured) per-account details, else one word
     GET  /stats     today's counts and the live model, as JSON (the page polls it)
     POST /classify  JSON {"text": "..."} or a raw message (Content-Type: message/rfc822)
                     -> {"score", "spam", "threshold", "model_version"}; with
@@ -13,12 +14,22 @@ default, and a bearer token is required when it is not (config refuses
 otherwise). With a token configured, every path but ``/`` (static) and
 ``/healthz`` asks for it. CORS headers are sent only for the configured origin.
 Message text is never logged.
+
+Strangers cannot starve it: each read or write on a connection times out, at
+most `MAX_CONNECTIONS` are open at once (a new one pushes out the oldest that
+has not finished sending its request), at most `MAX_SCORING` messages are scored
+at once, and errors are logged as one JSON line, never as a traceback. On
+loopback, a request naming another host (a page in a browser whose name was
+re-pointed at 127.0.0.1: DNS rebinding) is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -29,20 +40,66 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from spamd.config import Http
-from spamd.errors import SpamdError
+from spamd.config import Http, is_loopback
+from spamd.errors import SpamdError, UnreadableMessage
 from spamd.scorer import Scorer
 from spamd.telemetry import Telemetry
 
 OPEN_PATHS = ("/", "/healthz")  # answered without the bearer token
 TOP_TERMS = 8
+MAX_CONNECTIONS = 64  # open at once; each holds a thread and a descriptor
+MAX_SCORING = 2  # POST /classify scored at once (CPU work); others wait, then get 503
+REQUEST_TIMEOUT = 10.0  # seconds for each read or write on a connection
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]  # (healthy, details)
 
 
 class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most `MAX_CONNECTIONS` of them."""
+
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # waiting to be accepted: the kernel's, not our descriptors
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], log: Any) -> None:
+        super().__init__(address, handler)
+        self.log = log
+        self._lock = threading.Lock()
+        # Open connections, oldest first -> whether their request is being answered.
+        self._open: dict[socket.socket, bool] = {}
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            if len(self._open) >= MAX_CONNECTIONS:
+                oldest = next((c for c, answering in self._open.items() if not answering), None)
+                if oldest is not None:  # still sending its request (or idle): it goes
+                    del self._open[oldest]
+                    with contextlib.suppress(OSError):
+                        oldest.shutdown(socket.SHUT_RDWR)  # its thread reads EOF and ends
+            full = len(self._open) >= MAX_CONNECTIONS  # every one of them being answered
+            if not full:
+                self._open[request] = False
+        if full:
+            super().shutdown_request(request)
+        else:
+            super().process_request(request, client_address)
+
+    def answering(self, request: socket.socket) -> None:
+        """The request has come in whole: its connection is no longer pushed out."""
+        with self._lock:
+            if request in self._open:
+                self._open[request] = True
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            self._open.pop(request, None)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One JSON log line instead of socketserver's traceback on stderr."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):  # a client gone or too slow is routine
+            self.log.error("http_error", kind=type(error).__name__)
 
 
 class WebServer:
@@ -61,10 +118,12 @@ class WebServer:
         self.health = health
         self.log = log
         self._token = settings.token.reveal() if settings.token else None
+        self.loopback = is_loopback(settings.host)
+        self.scoring = threading.BoundedSemaphore(MAX_SCORING)
         self.page = resources.files("spamd").joinpath("page.html").read_bytes()
         handler = type("Handler", (_Handler,), {"app": self})
         try:
-            self._server = _Server((settings.host, settings.port), handler)
+            self._server = _Server((settings.host, settings.port), handler, log)
         except OSError as exc:
             raise SpamdError(
                 f"cannot listen on {settings.host}:{settings.port} ({exc.strerror})"
@@ -115,8 +174,10 @@ class WebServer:
 
 class _Handler(BaseHTTPRequestHandler):
     app: WebServer
+    server: _Server
     server_version = "spamd"
     sys_version = ""
+    timeout = REQUEST_TIMEOUT  # for each read and write on the connection
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: requests are not logged (their bodies would be mail)."""
@@ -124,6 +185,28 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing ---------------------------------------------------------------------
 
     def do_GET(self) -> None:
+        self._guarded(self._get)
+
+    def do_POST(self) -> None:
+        self._guarded(self._post)
+
+    def do_OPTIONS(self) -> None:
+        self._guarded(self._options)
+
+    def _guarded(self, answer: Callable[[], None]) -> None:
+        """Answer, unless the Host is foreign; a bug is a 500 and one log line."""
+        try:
+            if self._host_allowed():
+                answer()
+        except OSError:
+            raise  # the client left or was too slow: `_Server.handle_error` stays quiet
+        except Exception as exc:  # noqa: BLE001 - logged as one JSON line, answered with 500
+            self.app.log.error("http_internal_error", kind=type(exc).__name__)
+            with contextlib.suppress(OSError):
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+    def _get(self) -> None:
+        self.server.answering(self.connection)
         path = urlsplit(self.path).path
         if not self._allowed(path):
             return
@@ -136,7 +219,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/healthz":
             healthy, details = self.app.health()
             status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
-            self._json(status, {"healthy": healthy, **details})
+            if self.app.authorized(self.headers.get("Authorization")):
+                self._json(status, {"healthy": healthy, **details})
+            else:  # strangers learn no account, folder or server error
+                word = b"ok\n" if healthy else b"unhealthy\n"
+                self._send(status, word, "text/plain; charset=utf-8")
         elif path == "/stats":
             self._json(
                 HTTPStatus.OK,
@@ -150,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no such path: {path}")
 
-    def do_POST(self) -> None:
+    def _post(self) -> None:
         url = urlsplit(self.path)
         if not self._allowed(url.path):
             return
@@ -160,10 +247,21 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._message()
         if raw is None:
             return
+        self.server.answering(self.connection)
         explain = parse_qs(url.query).get("explain", ["0"])[0] not in ("0", "", "false")
-        self._json(HTTPStatus.OK, self.app.classify(raw, explain))
+        if not self.app.scoring.acquire(timeout=REQUEST_TIMEOUT):
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "too many messages being scored; retry")
+            return
+        try:
+            result = self.app.classify(raw, explain)
+        except UnreadableMessage as exc:  # never scored as if it were empty
+            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+            return
+        finally:
+            self.app.scoring.release()
+        self._json(HTTPStatus.OK, result)
 
-    def do_OPTIONS(self) -> None:  # CORS preflight
+    def _options(self) -> None:  # CORS preflight
         if self._cors_origin() is None:
             self._error(HTTPStatus.FORBIDDEN, "cross-origin requests are not allowed")
             return
@@ -175,6 +273,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     # -- requests ----------------------------------------------------------------------
+
+    def _host_allowed(self) -> bool:
+        """On loopback, only requests for a loopback name (no DNS rebinding). Browsers
+        always send Host; a request without one comes from no web page."""
+        host = self.headers.get("Host")
+        if not self.app.loopback or host is None:
+            return True
+        try:
+            name = urlsplit(f"//{host}").hostname or ""
+        except ValueError:
+            name = ""
+        if is_loopback(name):
+            return True
+        self._error(HTTPStatus.FORBIDDEN, "this listener answers only requests for a loopback host")
+        return False
 
     def _allowed(self, path: str) -> bool:
         if path in OPEN_PATHS or self.app.authorized(self.headers.get("Authorization")):
@@ -223,7 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _text(self, body: bytes) -> bytes | None:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             self._error(HTTPStatus.BAD_REQUEST, 'expected JSON like {"text": "..."}')
             return None
         if not isinstance(data, dict) or not isinstance(data.get("text"), str):

@@ -16,6 +16,7 @@ import structlog
 
 from spamd import config as config_lib
 from spamd import corpus
+from spamd import message as message_lib
 from spamd import model as model_lib
 from spamd.config import Account, Config
 from spamd.features import DEFAULT_CHANNELS
@@ -45,6 +46,23 @@ def message(subject: str, body: str, sender: str = "someone@example.org", **head
     lines = [f"From: {sender}", f"Subject: {subject}", "Message-ID: <t@example.org>"]
     lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+@pytest.fixture
+def parser_breaker(monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """A header line that makes the parser fail (RecursionError) on a message that
+    starts with it: nothing known does so any more, so the unreadable path is tested
+    by injecting a failure."""
+    marker = b"X-Break-Parser: 1\r\n"
+    parse = message_lib._parse
+
+    def failing(raw: bytes, *args: float) -> message_lib.ParsedMessage:
+        if raw.startswith(marker):
+            raise RecursionError
+        return parse(raw, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(message_lib, "_parse", failing)
+    return marker
 
 
 @pytest.fixture(scope="session")

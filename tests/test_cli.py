@@ -160,6 +160,21 @@ def test_unreadable_file_is_reported_and_the_rest_classified(
     assert out.startswith(str(good))
 
 
+def test_an_unreadable_message_is_reported_not_scored(
+    tmp_path: Path,
+    small_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    parser_breaker: bytes,
+) -> None:
+    spam = (SAMPLES / "spam" / "01-prize.eml").read_bytes()
+    (tmp_path / "broken.eml").write_bytes(parser_breaker + spam)
+    (tmp_path / "good.eml").write_bytes(spam)
+    code, out, err = run(capsys, "classify", "--model", str(small_model), str(tmp_path))
+    assert code == 1
+    assert f"{tmp_path / 'broken.eml'}: unreadable message (RecursionError); not scored" in err
+    assert out.startswith(str(tmp_path / "good.eml")) and "broken" not in out
+
+
 def test_bad_model_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.joblib"
     bad.write_bytes(b"not a pickle")

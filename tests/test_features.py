@@ -69,3 +69,12 @@ def test_channels_not_asked_for_stay_empty() -> None:
 @example("ΟΔΟΣ Σ ΣΑΣ")  # capital sigma: lower case by context, so the regex path
 def test_the_fast_path_tokenizes_as_the_regex_definition(text: str) -> None:
     assert tokenize(text) == features._regex_tokens(unicodedata.normalize("NFKC", text))
+
+
+def test_a_list_id_too_long_for_a_label_names_no_list() -> None:
+    """Removing a list's name from the body costs name length x body length: a
+    16 KB List-Id (0.8 s per message) is no list's (a label has at most 63 characters)."""
+    name = "a" * 16000 + "b"
+    raw = f"List-Id: <{name}.example>\r\nSubject: [{name}]\r\n\r\n{name} word".encode()
+    assert extract(parse(raw)).body == (name, "word")
+    assert features._list_name(f"<{'x' * 63}.example>") == "x" * 63

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import base64
+import email.errors
+import email.header
 import re
 import time
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from spamd.message import DEFAULT_MAX_BYTES, _split_head, decode_bytes, delivery_time, parse
+from spamd.message import (
+    DEFAULT_MAX_BYTES,
+    MAX_TEXT_CHARS,
+    _split_head,
+    decode_bytes,
+    delivery_time,
+    parse,
+)
 from tests.conftest import SAMPLES, message
 
 MULTIPART = b"""From: =?utf-8?q?Jos=C3=A9_P=C3=A9rez?= <Jose@Example.COM>
@@ -117,7 +126,8 @@ def test_absurd_nesting_is_bounded() -> None:
         b"--a%d\nContent-Type: multipart/mixed; boundary=a%d\n\n" % (i, i + 1) for i in range(depth)
     )
     parsed = parse(raw + b"--a5000\nContent-Type: text/plain\n\ndeep text\n")
-    assert parsed.text == ""  # deeper than MAX_DEPTH: ignored, not followed
+    # Deeper than MAX_DEPTH: not followed, read as plain text (cut at MAX_TEXT_CHARS).
+    assert parsed.text.startswith("--a") and len(parsed.text) == MAX_TEXT_CHARS
 
 
 def test_html_reduction_is_linear_on_hostile_markup() -> None:
@@ -191,3 +201,74 @@ def test_head_ends_at_the_first_empty_line_whatever_the_line_ends(data: bytes) -
     end = re.search(rb"\r?\n\r?\n", data)
     expected = (data, b"") if end is None else (data[: end.start()], data[end.end() :])
     assert _split_head(data) == expected
+
+
+# -- hostile headers and charsets (issue 16) -------------------------------------------
+
+_WORDS = st.sampled_from(
+    ["=?utf-8?q?caf=C3=A9?=", "=?utf-8?b?w6k=?=", "=?iso-8859-1?q?na=EFve_x?=", "=?UTF-8?Q?a?=",
+     "=?gb2312?b?vNu48Q==?=", "plain", "Re:", "(x)", " ", "  ", "=?", "?=", "=?a?q?x", "été"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_WORDS, max_size=8).map("".join))
+@example("=?utf-8?q?a?= =?utf-8?q?b?=")
+@example("=?utf-8?b?5Lu3?= =?utf-8?b?5qC8?=")
+def test_encoded_words_decode_as_the_standard_library_does(text: str) -> None:
+    """Our linear decoder gives the standard library's pieces on ASCII headers."""
+    if not text.isascii():
+        return  # there the standard library writes literal \\uXXXX escapes (see CHANGELOG)
+    try:
+        chunks = email.header.decode_header(text)
+    except email.errors.HeaderParseError:
+        return  # a word that does not decode: the library gives up on the whole field
+    pieces = [c if isinstance(c, str) else decode_bytes(c, cs or "") for c, cs in chunks]
+    expected = " ".join(" ".join(pieces).split())
+    assert parse(f"Subject: {text}\r\n\r\nx".encode()).subject == expected
+
+
+def test_non_text_codecs_are_not_charsets() -> None:
+    for codec in ("rot13", "base64", "zlib", "hex", "bz2", "quopri", "uu", "idna", "punycode",
+                  "unicode_escape", "raw_unicode_escape", "undefined"):  # fmt: skip
+        raw = (
+            f"Subject: Sale =?{codec}?q?=FF?=\r\n"
+            f"Content-Type: text/plain; charset={codec}; x*={codec}''%FF\r\n\r\n"
+        ).encode() + b"cheap pills \xff now"
+        parsed = parse(raw)
+        assert not parsed.unreadable, codec
+        assert parsed.subject.startswith("Sale") and "cheap pills" in parsed.text, codec
+        assert decode_bytes(b"caf\xe9", codec) == "café"  # cp1252, the safe fallback
+
+
+def test_an_address_opening_with_a_thousand_parentheses_is_read() -> None:
+    raw = b"From: " + b"(" * 1000 + b"x <a@b.example>\r\nSubject: still here\r\n\r\nbody text"
+    parsed = parse(raw)
+    assert not parsed.unreadable and parsed.subject == "still here" and parsed.text == "body text"
+    assert parse(b"From: (a (b (c))) x@y.example\r\n\r\n").sender.address == "x@y.example"
+
+
+def test_a_message_past_its_time_budget_is_decided_on_what_was_read() -> None:
+    sample = (SAMPLES / "spam" / "01-prize.eml").read_bytes()
+    parsed = parse(sample, budget=0.0)
+    assert parsed.partial and parsed.subject.startswith("CONGRATULATIONS") and not parsed.text
+    assert not parse(sample).partial
+
+
+def test_a_message_that_cannot_be_read_says_so(parser_breaker: bytes) -> None:
+    parsed = parse(parser_breaker + b"Subject: x\r\n\r\nbody")
+    assert parsed.unreadable == "RecursionError"  # not an empty message that gets scored
+    assert not parse(b"Subject: x\r\n\r\nbody").unreadable
+
+
+def test_text_past_the_part_and_depth_limits_is_still_read() -> None:
+    head = b'Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="p"\r\n\r\n'
+    empty = b"--p\r\nContent-Type: text/plain\r\n\r\n\r\n" * 70
+    last = b"--p\r\nContent-Type: text/plain\r\n\r\nhidden after seventy parts\r\n--p--\r\n"
+    assert "hidden after seventy parts" in parse(head + empty + last).text
+    nested = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(20)
+    )
+    deep = b"Subject: x\r\n" + nested + b"Content-Type: text/plain\r\n\r\nhidden twenty deep\r\n"
+    assert "hidden twenty deep" in parse(deep).text

@@ -180,22 +180,28 @@ class Notifications:
         self.sock.close()
 
 
-def test_daemon_notifies_systemd_serves_metrics_and_health_and_logs_no_secrets(
-    mailbox: Box, tmp_path: Path
-) -> None:
-    body_marker = "The-quiet-heron-counts-seven-lanterns"
+def daemon_config(tmp_path: Path, box: Box, http: dict[str, object]) -> Path:
+    """A configuration file for `spamd run`: one account, this listener, JSON logs."""
     config_file = tmp_path / "spamd.yaml"
     config_file.write_text(
         yaml.safe_dump(
             {
                 "state_dir": str(tmp_path / "state"),
                 "model": {"path": str(SHIPPED_MODEL)},
-                "accounts": [mailbox.settings()],
-                "http": {"listen": "127.0.0.1:0", "token": TOKEN},
+                "accounts": [box.settings()],
+                "http": http,
                 "log": {"format": "json"},
             }
         )
     )
+    return config_file
+
+
+def test_daemon_notifies_systemd_serves_metrics_and_health_and_logs_no_secrets(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    body_marker = "The-quiet-heron-counts-seven-lanterns"
+    config_file = daemon_config(tmp_path, mailbox, {"listen": "127.0.0.1:0", "token": TOKEN})
     notes = Notifications(tmp_path / "notify.sock")
     env = {
         **os.environ,
@@ -216,7 +222,7 @@ def test_daemon_notifies_systemd_serves_metrics_and_health_and_logs_no_secrets(
     try:
         wait_until(lambda: "READY=1" in notes.received, what="READY=1")
         port = next(json.loads(line)["port"] for line in output if '"http_listening"' in line)
-        status, _, health = request(port, "/healthz")
+        status, _, health = request(port, "/healthz", None, **auth)
         assert status == 200
         account = json.loads(health)["accounts"][mailbox.user]
         assert account["connected"] is True and account["junk_folder"] == "Junk"

@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
 import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
-from tests.conftest import HAM, SPAM, Box, running_service, spamd_config, wait_until
+import pytest
+import structlog
+import yaml
+
+from spamd.scorer import Scorer, load
+from spamd.service import Service
+from spamd.telemetry import Telemetry
+from tests.conftest import (
+    HAM,
+    ROOT,
+    SHIPPED_MODEL,
+    SPAM,
+    Box,
+    Events,
+    running_service,
+    spamd_config,
+    wait_until,
+)
 from tests.reliability.conftest import Report
+from tests.reliability.hostile import KINDS, TRICKS
+from tests.test_service import Notifications
 
 MB = 1024 * 1024
 
@@ -81,6 +107,7 @@ def hostile_messages() -> dict[str, bytes]:
             f'Subject: hb\nContent-Type: multipart/mixed; boundary="{"b" * 10000}"', "x"
         ),
         "crlf-chaos": b"Subject: r\r\r\n\n\rFrom: \r\n\r\n\r\r\nbody\r",
+        **{name: kind(random.Random(name), 256 * 1024) for name, kind in KINDS.items()},
     }
 
 
@@ -142,3 +169,136 @@ def test_hostile_mail_is_handled_in_bounded_time_and_never_lost(
         junked=sum(e["action"] == "move" for e in handled),
         max_ms=round(slowest, 1),
     )
+
+
+@pytest.fixture(scope="module")
+def shipped_scorer() -> Scorer:
+    return load(SHIPPED_MODEL)
+
+
+@pytest.mark.parametrize("trick", sorted(TRICKS))
+def test_no_header_charset_or_structure_trick_turns_flagged_spam_into_ham(
+    trick: str, shipped_scorer: Scorer
+) -> None:
+    for sample in SPAM:
+        raw = sample.read_bytes()
+        assert shipped_scorer.is_spam(shipped_scorer.score(raw)), sample.name
+        score = shipped_scorer.score(TRICKS[trick](raw))
+        assert shipped_scorer.is_spam(score), f"{sample.name} with {trick}: {score:.3f}"
+
+
+def test_spamd_classify_reads_every_hostile_kind(tmp_path: Path) -> None:
+    for name, kind in KINDS.items():
+        (tmp_path / f"{name}.eml").write_bytes(kind(random.Random(name), 256 * 1024))
+    for name, trick in TRICKS.items():
+        (tmp_path / f"spam-{name}.eml").write_bytes(trick(SPAM[0].read_bytes()))
+    done = subprocess.run(
+        [sys.executable, "-m", "spamd.cli", "classify", "--jsonl", str(tmp_path)],
+        capture_output=True, cwd=ROOT, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and not done.stderr, done.stderr.decode()[-2000:]
+    verdicts = {Path(v["path"]).stem: v for v in map(json.loads, done.stdout.splitlines())}
+    assert set(verdicts) == {p.stem for p in tmp_path.iterdir()}
+    assert all(verdicts[f"spam-{name}"]["spam"] for name in TRICKS)
+
+
+def test_hostile_mail_starves_neither_the_watchdog_nor_healthz(
+    mailbox: Box, tmp_path: Path, report: Report
+) -> None:
+    """A 256 KiB message built to be slow (it took 106 s, holding the GIL) arrives
+    while /healthz is asked every 0.1 s and the watchdog is due every 0.5 s."""
+    config_file = tmp_path / "spamd.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "model": {"path": str(SHIPPED_MODEL)},
+                "accounts": [mailbox.settings()],
+                "http": {"listen": "127.0.0.1:0"},
+                "log": {"format": "json"},
+            }
+        )
+    )
+    notes = Notifications(tmp_path / "notify.sock")
+    env = {**os.environ, "NOTIFY_SOCKET": str(notes.path), "WATCHDOG_USEC": "1000000"}
+    output: list[str] = []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spamd.cli", "run", "--config", str(config_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+    )  # fmt: skip
+    reader = threading.Thread(
+        target=lambda: output.extend(line.decode() for line in proc.stdout or []), daemon=True
+    )
+    reader.start()
+    health_ms: list[float] = []
+    try:
+        wait_until(lambda: "READY=1" in notes.received, what="READY=1")
+        port = next(json.loads(line)["port"] for line in output if '"http_listening"' in line)
+        wait_until(lambda: "WATCHDOG=1" in notes.received, what="the first WATCHDOG=1")
+        watchdogs = notes.received.count("WATCHDOG=1")
+        hostile = {n: KINDS[n](random.Random(n), 256 * 1024) for n in ("unterminated-words",
+                   "unterminated-words-every-field")}  # fmt: skip
+        for raw in hostile.values():
+            mailbox.append(raw)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "".join(output).count('"event": "message"') < 2:
+            started = time.perf_counter()
+            url = f"http://127.0.0.1:{port}/healthz"
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                assert answer.status in (200, 503)
+            health_ms.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.1)
+        handled = [json.loads(line) for line in output if '"event": "message"' in line]
+        assert len(handled) == 2, "the hostile messages were not handled within 120 s"
+        # Each message is handled in well under a watchdog period: WATCHDOG=1 keeps coming.
+        wait_until(lambda: notes.received.count("WATCHDOG=1") > watchdogs + 2, timeout=5)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        reader.join(5)
+        if proc.stdout:
+            proc.stdout.close()
+        notes.close()
+    assert all(m["reason"] == "score" for m in handled)
+    report(
+        "hostile_daemon",
+        messages=len(hostile),
+        bytes=sum(map(len, hostile.values())),
+        max_message_ms=max(float(m["ms"]) for m in handled),
+        healthz_answers=len(health_ms),
+        max_healthz_ms=round(max(health_ms, default=0.0), 1),
+    )
+
+
+@pytest.mark.parametrize("option", ["keep", "flag"])
+def test_unreadable_mail_is_left_alone_or_flagged_and_counted(
+    mailbox: Box, tmp_path: Path, parser_breaker: bytes, option: str
+) -> None:
+    """A message that cannot be read is neither scored (as if empty) nor moved."""
+    telemetry, events = Telemetry(), Events()
+    config = spamd_config(
+        tmp_path, mailbox.settings(unreadable=option), learning={"enabled": False}
+    )
+    log = structlog.wrap_logger(None, processors=[telemetry.processor, events])
+    service = Service(config, log=log)
+    service.start()
+    try:
+        wait_until(lambda: all(w.health.last_sync for w in service.watchers))
+        mailbox.append(parser_breaker + SPAM[0].read_bytes())
+        wait_until(lambda: events.named("message"), what="the message handled")
+    finally:
+        service.stop()
+    (handled,) = events.named("message")
+    assert handled["reason"] == "unreadable"
+    assert handled["action"] == ("flag" if option == "flag" else "keep")
+    assert events.named("undecidable")[0]["error"] == "RecursionError"
+    assert mailbox.count("INBOX") == 1 and mailbox.count("Junk") == 0
+    mailbox.client.select_folder("INBOX")
+    flags = next(iter(mailbox.client.get_flags(mailbox.client.search()).values()))
+    assert (b"$Junk" in flags) == (option == "flag")
+    sample = telemetry.registry.get_sample_value(
+        "spamd_messages_total",
+        {"account": mailbox.user, "verdict": "spam" if option == "flag" else "ham",
+         "reason": "unreadable"},
+    )  # fmt: skip
+    assert sample == 1.0
