@@ -6,13 +6,17 @@
 #     -v spamd-state:/var/lib/spamd spamd
 #
 # The configuration must say `state_dir: /var/lib/spamd`. The health check asks
-# the HTTP listener, so configure it (`http: {listen: "127.0.0.1:8025"}`; to
-# publish the port, listen on 0.0.0.0 with a token). /healthz needs no token.
+# the HTTP listener, so configure it (`http: {listen: "127.0.0.1:8025"}`, or set
+# SPAMD_HEALTHZ to where it listens; to publish the port, listen on 0.0.0.0
+# with a token). /healthz needs no token.
 
 FROM python:3.11-slim-bookworm AS build
+# Where pip finds spamd's dependencies: PyPI, unless a build names a mirror
+# (--build-arg PIP_INDEX_URL=...) or a wheelhouse (PIP_FIND_LINKS=..., PIP_NO_INDEX=1).
+ARG PIP_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY spamd ./spamd
 # The wheel carries the model and the samples (pyproject.toml's package-dir).
 COPY models ./models
@@ -32,13 +36,15 @@ RUN groupadd --system --gid 10025 spamd \
 COPY --from=build /opt/venv /opt/venv
 # The daemon reads only the weights (.npz) and metadata; retraining needs the base data.
 COPY models/default.npz models/default.json models/default.base.npz /opt/spamd/models/
+# SPAMD_HEALTHZ: where the health check asks; change it with the listener's port.
 ENV PATH=/opt/venv/bin:$PATH \
     SPAMD_MODEL=/opt/spamd/models/default.joblib \
+    SPAMD_HEALTHZ=http://127.0.0.1:8025/healthz \
     PYTHONUNBUFFERED=1
 USER 10025:10025
 VOLUME ["/var/lib/spamd"]
 EXPOSE 8025
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request as u; sys.exit(u.urlopen('http://127.0.0.1:8025/healthz', timeout=4).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request as u; sys.exit(u.urlopen(os.environ['SPAMD_HEALTHZ'], timeout=4).status != 200)"]
 ENTRYPOINT ["spamd"]
 CMD ["run", "--config", "/etc/spamd/spamd.yaml"]

@@ -18,21 +18,23 @@ Running it again adds only what is not stored yet. Folders are only examined
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, zip_longest
 
-from spamd import learning
+from spamd import calibration, learning
 from spamd.config import Account, Config
+from spamd.imap import Fetched
 from spamd.learning import Correction
 from spamd.retrain import Outcome, retrain
 from spamd.scorer import Scorer, load
 from spamd.service import state_path
 from spamd.state import State
 from spamd.versions import ModelStore
-from spamd.watcher import Mailbox, correction, read
+from spamd.watcher import Mailbox, Reading, correction, read
 
 DEFAULT_LIMIT = 500  # messages per class
+CALIBRATION_LIMIT = 1000  # newest kept and junked messages scored to calibrate an account
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +56,22 @@ def balanced(spam: int, ham: int, limit: int) -> tuple[int, int]:
 
 def collect(mailbox: Mailbox, account: Account, scorer: Scorer, limit: int) -> list[Correction]:
     """Labels for the newest mail of the account's Junk and received-mail folders."""
-    junk = mailbox.find_junk().name
-    spam = _newest(mailbox, [junk])
-    kept = mailbox.other_folders({junk}, received_only=True)
-    ham = _newest(mailbox, sorted(kept, key=lambda f: f not in account.folders))  # watched first
+    spam, ham = _candidates(mailbox, account)
     n_spam, n_ham = balanced(len(spam), len(ham), limit)
     return [
         *_fetch(mailbox, account, scorer, spam[:n_spam], "spam"),
         *_fetch(mailbox, account, scorer, ham[:n_ham], "ham"),
     ]
+
+
+def _candidates(
+    mailbox: Mailbox, account: Account
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    """The messages of Junk, and of the received-mail folders (watched ones first), newest first."""
+    junk = mailbox.find_junk().name
+    kept = mailbox.other_folders({junk}, received_only=True)
+    ham = _newest(mailbox, sorted(kept, key=lambda f: f not in account.folders))
+    return _newest(mailbox, [junk]), ham
 
 
 def _newest(mailbox: Mailbox, folders: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -83,24 +92,32 @@ def _fetch(
     label: learning.Label,
 ) -> list[Correction]:
     out: list[Correction] = []
+    for folder, uidvalidity, message, reading in _read(mailbox, account, scorer, picked):
+        taken = correction(
+            message,
+            reading,
+            account=account.name,
+            label=label,
+            how=learning.BOOTSTRAP,
+            folder=folder,
+            uidvalidity=uidvalidity,
+        )
+        out.append(dataclasses.replace(taken, fingerprint=None))
+    return out
+
+
+def _read(
+    mailbox: Mailbox, account: Account, scorer: Scorer, picked: Sequence[tuple[str, int, int]]
+) -> Iterator[tuple[str, int, Fetched, Reading]]:
+    """(folder, uidvalidity, message, reading) of each picked message that can be read
+    (unreadable mail teaches nothing), folder by folder."""
     for folder in dict.fromkeys(f for f, _, _ in picked):
         status = mailbox.examine(folder)
         uids = sorted(uid for f, v, uid in picked if f == folder and v == status.uidvalidity)
         for message in mailbox.fetch(uids, account.fetch_bytes):
             reading = read(message.raw, scorer, account.fetch_bytes)
-            if reading.error:
-                continue  # unreadable: nothing to learn from
-            taken = correction(
-                message,
-                reading,
-                account=account.name,
-                label=label,
-                how=learning.BOOTSTRAP,
-                folder=folder,
-                uidvalidity=status.uidvalidity,
-            )
-            out.append(dataclasses.replace(taken, fingerprint=None))
-    return out
+            if not reading.error:
+                yield folder, status.uidvalidity, message, reading
 
 
 def run(
@@ -130,3 +147,22 @@ def run(
         folders=tuple(dict.fromkeys(c.folder for c in labels if c.label == "ham")),
         outcome=outcome,
     )
+
+
+def calibrate(
+    mailbox: Mailbox, account: Account, scorer: Scorer, limit: int = CALIBRATION_LIMIT
+) -> calibration.Calibration:
+    """The account's threshold from the scores of its newest kept mail (ham) and
+    Junk (spam), at most `limit` of each; raises CalibrationError on too little."""
+    spam, ham = _candidates(mailbox, account)
+    return calibration.calibrate(
+        _scores(mailbox, account, scorer, ham[:limit]),
+        _scores(mailbox, account, scorer, spam[:limit]),
+        scorer.metadata.fp_budget,
+    )
+
+
+def _scores(
+    mailbox: Mailbox, account: Account, scorer: Scorer, picked: Sequence[tuple[str, int, int]]
+) -> list[float]:
+    return [reading.score for *_, reading in _read(mailbox, account, scorer, picked)]

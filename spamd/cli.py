@@ -1,8 +1,11 @@
 """The `spamd` command: a thin layer over the library.
 
 This is the only module that reads argv, prints for people and chooses exit
-codes. Domain errors become one line on stderr and exit status 1; usage errors
-exit 2 (argparse); an interrupt exits 130.
+codes (the README lists them): domain errors become one line on stderr and exit
+status 1; usage errors exit 2 (argparse); a configuration that cannot be used, or
+a model a configured command (`run`, `check-config`, ...) cannot load, exits 78
+(EX_CONFIG, sysexits.h: the units tell systemd not to restart then); an
+interrupt exits 130.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from spamd import __version__, corpus, versions
 from spamd import config as config_lib
 from spamd import log as log_lib
 from spamd import scorer as scorer_lib
-from spamd.errors import InputError, SpamdError, UnreadableMessage
+from spamd.errors import ConfigError, InputError, ModelError, SpamdError, UnreadableMessage
 from spamd.features import DEFAULT_CHANNELS
 from spamd.layout import Listing, explain, find_junk, match_folder, move_method
 from spamd.message import DEFAULT_MAX_BYTES
@@ -40,6 +43,8 @@ def shipped(name: str) -> Path:
 # beside it, so the wheel leaves the pipeline itself out (see pyproject.toml).
 DEFAULT_MODEL = shipped("models") / "default.joblib"
 SAMPLES = shipped("samples")
+DEFAULT_CONFIG = Path("/etc/spamd/spamd.yaml")
+EX_CONFIG = 78  # sysexits.h: "something was found in an unconfigured or misconfigured state"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except SpamdError as exc:
         print(f"spamd: error: {exc}", file=sys.stderr)
-        return 1
+        # A configuration, or the model a configured command loads, that cannot be used.
+        configured = isinstance(exc, ModelError) and hasattr(args, "config")
+        return EX_CONFIG if isinstance(exc, ConfigError) or configured else 1
     except KeyboardInterrupt:
         print("spamd: interrupted", file=sys.stderr)
         return 130
@@ -87,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
         "--from-imap", action="store_true", help="label the account's newest mail by its folder"
     )
     train.add_argument("--out", type=Path, metavar="PATH", help="model file to write (--corpus)")
-    train.add_argument("--config", type=Path, metavar="FILE", help="configuration (--from-imap)")
+    train.add_argument(
+        "--config", type=Path, metavar="FILE", help=f"configuration (--from-imap; {CONFIG_HELP})"
+    )
     train.add_argument("--account", metavar="NAME", help="account to learn from (--from-imap)")
     train.add_argument(
         "--limit",
@@ -200,13 +209,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+CONFIG_HELP = f"default: $SPAMD_CONFIG or {DEFAULT_CONFIG}"
+
+
 def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config",
-        required=True,
-        type=Path,
-        metavar="FILE",
-        help="the configuration file (every option: config.example.yaml)",
+        "--config", type=Path, metavar="FILE", help=f"configuration ({CONFIG_HELP})"
     )
 
 
@@ -278,8 +286,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_from_imap(args: argparse.Namespace) -> int:
-    if not (args.config and args.account):
-        args.usage_error("--from-imap needs --config and --account")
+    if not args.account:
+        args.usage_error("--from-imap needs --account")
     if args.limit < 1:
         args.usage_error(f"--limit must be at least 1, got {args.limit}")
     config = _load_config(args)
@@ -391,9 +399,14 @@ def _default_model() -> Path:
     return Path(os.environ.get("SPAMD_MODEL", DEFAULT_MODEL))
 
 
+def _config_path(args: argparse.Namespace) -> Path:
+    """--config, else $SPAMD_CONFIG, else /etc/spamd/spamd.yaml."""
+    return args.config or Path(os.environ.get("SPAMD_CONFIG") or DEFAULT_CONFIG)
+
+
 def _load_config(args: argparse.Namespace) -> config_lib.Config:
     """The configuration, with its state_dir usable: every command that reads one keeps state."""
-    config = config_lib.load(args.config, _default_model())
+    config = config_lib.load(_config_path(args), _default_model())
     config_lib.check_state_dir(config)
     return config
 
@@ -522,10 +535,10 @@ def _check_config(args: argparse.Namespace) -> int:
             failed += 1
             print(f"spamd: error: {exc}", file=sys.stderr)
     if failed:
-        return 1
+        return EX_CONFIG
     folders = sum(len(a.folders) for a in config.accounts)
     print(
-        f"{args.config}: OK ({len(config.accounts)} accounts, {folders} folders, "
+        f"{config.source}: OK ({len(config.accounts)} accounts, {folders} folders, "
         f"model {model.version})"
     )
     return _check_connections(config) if args.connect else 0

@@ -124,6 +124,7 @@ class Account:
     scan_existing: bool = False
     fetch_bytes: int = DEFAULT_FETCH_BYTES
     set_keywords: bool = False
+    calibrate: bool = False  # set the threshold from the account's own kept and junked mail
     unreadable: Unreadable = "keep"  # a message that cannot be read: left alone, or flagged
     allow: tuple[str, ...] = ()  # sender addresses or domains never junked
     block: tuple[str, ...] = ()  # sender addresses or domains always junked
@@ -189,7 +190,10 @@ def load(path: Path, default_model: Path) -> Config:
 def parse(data: object, source: Path, default_model: Path) -> Config:
     root = _Section(data, str(source), "")
     base = source.resolve().parent
-    state_dir = base / root.string("state_dir")
+    # Under systemd, StateDirectory= passes the directory in $STATE_DIRECTORY
+    # (colon-separated when there are several: the first is ours).
+    systemd_state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    state_dir = base / root.string("state_dir", systemd_state or None)
     model = root.section("model", required=False)
     model_path = base / model.string("path", str(default_model)) if model else default_model
     if model:
@@ -273,6 +277,7 @@ def _account(s: _Section, base: Path) -> Account:
         scan_existing=s.boolean("scan_existing", default=False),
         fetch_bytes=s.integer("fetch_bytes", DEFAULT_FETCH_BYTES, minimum=1024),
         set_keywords=s.boolean("set_keywords", default=False),
+        calibrate=s.boolean("calibrate", default=False),
         unreadable=cast(Unreadable, s.choice("unreadable", UNREADABLE, "keep")),
         allow=tuple(x.lower() for x in s.strings("allow", [])),
         block=tuple(x.lower() for x in s.strings("block", [])),
@@ -320,7 +325,7 @@ def _secret(
     value = s.string(key)
     origin = f"{s.source}:{s.key(key)}"
     if key.endswith("_file"):
-        path = base / value
+        path = _systemd_credential(value) or base / value
         if not path.is_file():
             raise ConfigError(f"file not found: {path}", source=s.source, key=s.key(key))
         value = str(path)
@@ -329,6 +334,17 @@ def _secret(
             f"environment variable {value} is not set", source=s.source, key=s.key(key)
         )
     return Secret(cast(Literal["value", "file", "env", "command"], kinds[key]), value, origin)
+
+
+def _systemd_credential(name: str) -> Path | None:
+    """A secret file systemd passed in (`LoadCredential=NAME:PATH`): a relative `*_file`
+    is looked up in $CREDENTIALS_DIRECTORY first, so the service's own user can read
+    it while the file in /etc stays root's."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory or Path(name).name != name:
+        return None
+    path = Path(directory) / name
+    return path if path.is_file() else None
 
 
 def _http(s: _Section, base: Path) -> Http:
@@ -415,6 +431,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "oauth2_token_file", "oauth2_token_env", "oauth2_token_command", "folders",
         "junk_folder", "mode",
         "idle", "poll_interval", "scan_existing", "fetch_bytes", "set_keywords", "unreadable",
+        "calibrate",
         "allow", "block", "timeout",
     ),
 }  # fmt: skip

@@ -38,6 +38,14 @@ class ModelError(SpamdError):
         self.path = path
 
 
+class CalibrationError(SpamdError):
+    """An account's own mail cannot set its threshold (too little of it, a bad budget)."""
+
+    def __init__(self, message: str, *, account: str = "") -> None:
+        super().__init__(f"{account}: {message}" if account else message)
+        self.account = account
+
+
 class UnreadableMessage(SpamdError):
     """A message could not be read at all: it must not be scored (as if it were empty)."""
 

@@ -41,10 +41,12 @@ def decide(
     block: Collection[str] = (),
     remembered: Label | None = None,
     sender_junked: bool = False,
+    move_at: float = 0.0,
 ) -> Verdict:
     """The verdict, in order: allow-list, a message like one the user rescued,
     block-list, a message like one the user junked, a sender the user keeps
-    junking, and only then the model's score."""
+    junking, and only then the model's score. A score between `threshold` and
+    `move_at` (a cautious account, `calibration`) is flagged, not moved."""
     if sender and listed(sender, allow):
         return Verdict(spam=False, action="keep", reason="allow-list")
     if remembered == "ham":
@@ -60,6 +62,8 @@ def decide(
     if not spam:
         return Verdict(spam=False, action="keep", reason=reason)
     action: Action = {"move": "move", "flag": "flag", "dry_run": "log"}[mode]  # type: ignore[assignment]
+    if reason == "score" and score < move_at and action == "move":
+        return Verdict(spam=True, action="flag", reason="uncertain")
     return Verdict(spam=True, action=action, reason=reason)
 
 

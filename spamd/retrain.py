@@ -44,6 +44,7 @@ from sklearn.pipeline import Pipeline
 from spamd import metrics
 from spamd import model as model_lib
 from spamd import scorer as scorer_lib
+from spamd.calibration import MIN_THRESHOLD
 from spamd.errors import ModelError, SpamdError
 from spamd.features import extract
 from spamd.learning import BOOTSTRAP, Correction
@@ -107,7 +108,7 @@ def retrain(store: ModelStore, state: State, fp_budget: float | None = None) -> 
     held_ham = held_scores[labels[held_idx] == 0]
     # Never a lower bar than the base model's: retraining must not make spamd
     # junk more eagerly than the model the admin installed.
-    floor = max(model_lib.MIN_THRESHOLD, base_model.threshold)
+    floor = max(MIN_THRESHOLD, base_model.threshold)
     threshold = max(floor, metrics.threshold_for_fpr(held_ham, budget))
     held = metrics.report(labels[held_idx], held_scores, threshold)
     replay = learner.predict_proba(fixes)[:, 1] if fix_labels.size else np.empty(0)

@@ -190,16 +190,26 @@ class Scorer:
             for c, start in zip(self.channel_weights, self._starts, strict=True)
         ]
 
-    def _shares(self, blocks: Sequence[Block]) -> tuple[np.ndarray, np.ndarray]:
-        """The message's distinct columns (all channels side by side) and each one's
-        share of the logit: sublinear TF-IDF, l2-normed per channel, times its weight."""
+    def design(self, features: Features) -> tuple[np.ndarray, np.ndarray, float]:
+        """The message as the model sees it: its distinct columns, their values
+        (sublinear TF-IDF, l2-normed per channel) and the model's logit."""
+        cols, x = self._normed(self._blocks(features))
+        return cols, x, self.intercept + float(np.dot(x, self._coef[cols]))
+
+    def _normed(self, blocks: Sequence[Block]) -> tuple[np.ndarray, np.ndarray]:
+        """The message's distinct columns (all channels side by side) and their
+        values: sublinear TF-IDF, l2-normed per channel."""
         cols, counts = _columns(blocks)
         x = (1.0 + np.log(counts)) * self._idf[cols]
         channel = np.searchsorted(self._starts, cols, side="right") - 1
         norms = np.sqrt(np.bincount(channel, weights=x * x, minlength=len(self._starts)))
         norm = norms[channel]
-        shares = np.divide(x * self._coef[cols], norm, out=np.zeros(cols.size), where=norm > 0)
-        return cols, shares
+        return cols, np.divide(x, norm, out=np.zeros(cols.size), where=norm > 0)
+
+    def _shares(self, blocks: Sequence[Block]) -> tuple[np.ndarray, np.ndarray]:
+        """The message's distinct columns and each one's share of the logit."""
+        cols, x = self._normed(blocks)
+        return cols, x * self._coef[cols]
 
     def is_spam(self, score: float) -> bool:
         return score >= self.threshold

@@ -7,6 +7,7 @@ file, APScheduler) to the pure core and the watchers.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import multiprocessing
 import signal
@@ -23,10 +24,11 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from spamd import calibration, systemd
 from spamd import config as config_lib
 from spamd import scorer as scorer_lib
 from spamd import state as state_lib
-from spamd import systemd
+from spamd.calibration import Calibration
 from spamd.config import Account, Config
 from spamd.errors import SpamdError
 from spamd.imap import Connection
@@ -114,8 +116,10 @@ class Service:
         log: Any,
         connect: Callable[[Account], Mailbox] = Connection.open,
         model: LiveModel | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config
+        self.telemetry = telemetry or Telemetry()
         self._log = log
         self._connect = connect
         self.store = ModelStore(config.state_dir, config.model_path)
@@ -128,10 +132,17 @@ class Service:
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self._retrain_lock = threading.Lock()
         self._retrain_again = threading.Event()
+        self.memories: dict[str, Memory] = {}  # accounts that calibrate, by name
 
     def start(self) -> None:
+        calibrating: list[tuple[Account, Memory]] = []
         for account in self.config.accounts:
             memory = Memory(account.name, self.state, self._log, on_learned=self._learned)
+            if account.calibrate:
+                memory.calibration = self._stored_calibration(account)
+                if memory.calibration.ham == 0:
+                    calibrating.append((account, memory))
+                self.memories[account.name] = memory
             common: dict[str, Any] = {
                 "connect": self._connect,
                 "model": self.model,
@@ -139,6 +150,7 @@ class Service:
                 "log": self._log,
                 "stop": self.stop_event,
                 "memory": memory,
+                "metrics": self.telemetry,
             }
             if self.config.learning:
                 self.junk_watchers.append(JunkWatcher(account, **common))
@@ -179,6 +191,15 @@ class Service:
             )
             thread.start()
             self._threads.append(thread)
+        for account, memory in calibrating:
+            thread = threading.Thread(
+                target=self._calibrate,
+                args=(account, memory),
+                name=f"{account.name}/calibrate",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
         self._log.info(
             "started",
             accounts=len(self.config.accounts),
@@ -208,8 +229,54 @@ class Service:
             self.state.close()
         self._log.info("stopped_all")
 
+    def _stored_calibration(self, account: Account) -> Calibration:
+        """The account's calibration from an earlier start, else cautious around the model's."""
+        path = calibration_path(self.config, account.name)
+        try:
+            stored = calibration.from_json(path.read_text(), str(path))
+        except FileNotFoundError:
+            stored = calibration.uncalibrated(self.model().threshold)
+            self._calibrated(account, stored)
+            return stored
+        except (OSError, SpamdError) as exc:
+            self._log.warning("calibration_unreadable", account=account.name, error=str(exc))
+            stored = calibration.uncalibrated(self.model().threshold)
+            self._calibrated(account, stored)
+            return stored
+        self._log.info("calibrated", account=account.name, stored=True, **_fields(stored))
+        self._calibrated(account, stored)
+        return stored
+
+    def _calibrated(self, account: Account, cal: Calibration) -> None:
+        self.telemetry.calibrated(account.name, cal.threshold, cal.move_at, cal.ham, cal.spam)
+
+    def _calibrate(self, account: Account, memory: Memory) -> None:
+        """Thread: score the account's newest kept mail and Junk and set its threshold
+        (`bootstrap.calibrate`); on too little mail the account stays cautious."""
+        from spamd import bootstrap  # noqa: PLC0415 - bootstrap imports this module
+
+        try:
+            mailbox = self._connect(account)
+            try:
+                found = bootstrap.calibrate(mailbox, account, self.model())
+            finally:
+                mailbox.logout()
+        except SpamdError as exc:  # too little mail, or the server failed: stay cautious
+            self._log.warning(
+                "calibration_refused", account=account.name, error=str(exc)[:300],
+                **_fields(memory.calibration),
+            )  # fmt: skip
+            return
+        path = calibration_path(self.config, account.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(calibration.to_json(found))
+        memory.calibration = found
+        self._calibrated(account, found)
+        self._log.info("calibrated", account=account.name, stored=False, **_fields(found))
+
     def _learned(self, correction: Correction) -> None:
         """A user corrected spamd: retrain once corrections stop coming for a moment."""
+        self.telemetry.correction(correction.account, correction.label)
         if not self.config.learning:
             return
         when = datetime.now(UTC) + timedelta(seconds=self.config.retrain_delay)
@@ -252,15 +319,24 @@ class Service:
             )
             outcome = json.loads(done.stdout.strip().splitlines()[-1])
         except (subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:
+            self.telemetry.retrained("failed")
             self._log.error("retrain_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             return
         if "error" in outcome:
+            self.telemetry.retrained("failed")
             self._log.error("retrain_failed", error=outcome["error"])
             return
+        self.telemetry.retrained("promoted" if outcome.get("promoted") else "refused")
         self._log.info("retrained", **outcome)
         if outcome.get("promoted"):
             self.model.check()
             self._log.info("correction_to_live", seconds=round(time.monotonic() - started, 2))
+
+    def dead(self) -> list[str]:
+        """Watcher threads that ended while they should run (a bug the watcher could not catch)."""
+        if self.stop_event.is_set():
+            return []
+        return [thread.name for thread in self._threads if not thread.is_alive()]
 
     def all_started(self) -> bool:
         """Every watcher has connected or failed at least once."""
@@ -291,6 +367,9 @@ class Service:
             if h.setup_error:  # not network trouble: the account's settings need a fix
                 entry["setup_error"] = h.setup_error[:300]
         healthy = all(a["connected"] for a in accounts.values())
+        for name, memory in self.memories.items():
+            if name in accounts:
+                accounts[name]["calibration"] = _fields(memory.calibration)
         return healthy, {"accounts": accounts, "model_version": self.model().version}
 
     def summary(self) -> str:
@@ -311,6 +390,26 @@ class Service:
         return [*self.watchers, *self.junk_watchers]
 
 
+def calibration_path(config: Config, account: str) -> Path:
+    digest = hashlib.sha256(account.encode()).hexdigest()[:16]
+    return config.state_dir / "calibration" / f"{digest}.json"
+
+
+def _fields(cal: Calibration | None) -> dict[str, Any]:
+    """A calibration as log fields (and /healthz): rounded, with whether it is cautious."""
+    if cal is None:
+        return {}
+    return {
+        "threshold": round(cal.threshold, 4),
+        "move_at": round(cal.move_at, 4),
+        "ham": cal.ham,
+        "spam": cal.spam,
+        "fpr_bound": round(cal.fpr_bound, 5),
+        "spam_caught": round(cal.spam_caught, 4) if cal.spam_caught == cal.spam_caught else None,
+        "cautious": cal.cautious,
+    }
+
+
 def _name(watcher: FolderWatcher) -> str:
     return watcher.folder or "junk"  # a JunkWatcher knows its folder once connected
 
@@ -329,8 +428,9 @@ def run(
     """The main job: run until SIGTERM/SIGINT; SIGHUP reloads the configuration.
 
     Under systemd (``Type=notify``) it sends READY=1 once every account has
-    connected or failed clearly, a STATUS= line every few seconds and WATCHDOG=1
-    from this loop when the unit sets WatchdogSec=.
+    connected or failed clearly, a STATUS= line every few seconds and, when the
+    unit sets WatchdogSec=, WATCHDOG=1 from this loop while every watcher thread
+    is alive (so systemd restarts a spamd whose watcher died).
     """
     wakeup = threading.Event()
     requests: list[str] = []
@@ -345,7 +445,7 @@ def run(
     service, web = _start(config, telemetry, log)
     watchdog = systemd.watchdog_interval()
     tick = min(watchdog or 1.0, 1.0)
-    ready, last_status = False, 0.0
+    ready, last_status, dead = False, 0.0, False
     while True:
         wakeup.wait(tick)
         wakeup.clear()
@@ -375,15 +475,19 @@ def run(
         if time.monotonic() - last_status >= STATUS_INTERVAL:
             last_status = time.monotonic()
             systemd.notify(f"STATUS={service.summary()}")
-        if watchdog:
+        died = service.dead()
+        if died and not dead:
+            log.error("watcher_died", threads=died)
+        dead = bool(died)
+        if watchdog and not dead:
             systemd.notify("WATCHDOG=1")
 
 
 def _start(config: Config, telemetry: Telemetry, log: Any) -> tuple[Service, WebServer | None]:
     """A service and its HTTP listener, started. The listener binds first: a port
     in use is an error before any mail moves."""
-    service = Service(config, log=log)
-    telemetry.set_model(service.model().version)
+    service = Service(config, log=log, telemetry=telemetry)
+    telemetry.watch(service.health)
     web = None
     if config.http is not None:
         web = WebServer(

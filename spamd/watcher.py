@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from spamd import learning, policy
+from spamd.calibration import Calibration
 from spamd.config import Account, Mode
 from spamd.decisions import Status
 from spamd.errors import AuthError, ConfigError, MailboxError, SetupError, TransientMailboxError
@@ -82,6 +83,35 @@ class Mailbox(Protocol):
     def logout(self) -> None: ...
 
 
+class Metrics(Protocol):
+    """Where a watcher counts what it did (`telemetry.Telemetry` provides it)."""
+
+    def message(self, account: str, action: str, reason: str) -> None: ...
+    def classified(self, seconds: float) -> None: ...
+    def moved(self, account: str, messages: int) -> None: ...
+    def move_failed(self, account: str, messages: int) -> None: ...
+    def connected(self, account: str, *, again: bool) -> None: ...
+
+
+class NoMetrics:
+    """Counts nothing (a backlog scan, tests)."""
+
+    def message(self, account: str, action: str, reason: str) -> None:
+        pass
+
+    def classified(self, seconds: float) -> None:
+        pass
+
+    def moved(self, account: str, messages: int) -> None:
+        pass
+
+    def move_failed(self, account: str, messages: int) -> None:
+        pass
+
+    def connected(self, account: str, *, again: bool) -> None:
+        pass
+
+
 @dataclass
 class Health:
     """What the service reports about one watcher (for logs, READY and /healthz)."""
@@ -126,6 +156,7 @@ class Reading:
     fingerprint: int | None = None
     error: str = ""  # set when the message could not be read: then leave it alone
     partial: bool = False  # read only in part: the time budget ran out
+    seconds: float = 0.0  # how long reading it took (parse, features, score)
 
 
 def content_hash(raw: bytes) -> str:
@@ -134,11 +165,12 @@ def content_hash(raw: bytes) -> str:
 
 def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True) -> Reading:
     """Score a message; `fingerprint=False` leaves out its fingerprint (see `Memory.remembers`)."""
+    started = time.perf_counter()
     digest = content_hash(raw)
     try:
         parsed = parse(raw, max_bytes)
         if parsed.unreadable:
-            return Reading(digest, error=parsed.unreadable)
+            return Reading(digest, error=parsed.unreadable, seconds=time.perf_counter() - started)
         channels = {*scorer.channels, *(learning.FINGERPRINT_CHANNELS if fingerprint else ())}
         features = extract(parsed, channels)
         return Reading(
@@ -149,9 +181,10 @@ def read(raw: bytes, scorer: Scorer, max_bytes: int, *, fingerprint: bool = True
             parsed.subject[:300],
             learning.fingerprint(features) if fingerprint else None,
             partial=parsed.partial,
+            seconds=time.perf_counter() - started,
         )
     except Exception as exc:  # noqa: BLE001 - when in doubt, leave the message alone
-        return Reading(digest, error=type(exc).__name__)
+        return Reading(digest, error=type(exc).__name__, seconds=time.perf_counter() - started)
 
 
 class Memory:
@@ -175,6 +208,7 @@ class Memory:
         self._lock = threading.Lock()
         self._fingerprints = learning.Fingerprints(state.fingerprints(account))
         self._senders = state.senders_junked(account, learning.SENDER_JUNKED_AFTER)
+        self.calibration: Calibration | None = None  # the account's own threshold, once set
 
     @property
     def remembers(self) -> bool:
@@ -214,15 +248,17 @@ class Memory:
         with self._lock:
             remembered = self._fingerprints.match(reading.fingerprint)
             sender_junked = reading.sender in self._senders
+        calibrated = self.calibration
         return policy.decide(
             reading.score,
-            threshold,
+            calibrated.threshold if calibrated else threshold,
             reading.sender,
             mode=mode,
             allow=allow,
             block=block,
             remembered=remembered,
             sender_junked=sender_junked,
+            move_at=calibrated.move_at if calibrated else 0.0,
         )
 
 
@@ -307,6 +343,7 @@ class FolderWatcher:
         read: Reader = read_all,
         memory: Memory | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.account = account
         self.folder = folder
@@ -318,6 +355,7 @@ class FolderWatcher:
         self._log = log.bind(account=account.name, folder=folder)
         self._stop = stop
         self._rng = rng or random.Random()
+        self._metrics = metrics or NoMetrics()
         self.wake = threading.Event()  # set by a poll job, housekeeping or shutdown
         self.health = Health()
         self._mode: Mode = account.mode  # "flag" where the server cannot move safely
@@ -327,11 +365,14 @@ class FolderWatcher:
 
     def run(self) -> None:
         backoff = Backoff(self._rng)
+        connects = 0
         while not self._stop.is_set():
             mailbox: Mailbox | None = None
             try:
                 mailbox = self._connect(self.account)
                 junk = self.prepare(mailbox)
+                self._metrics.connected(self.account.name, again=connects > 0)
+                connects += 1
                 self._serve(mailbox, junk, backoff)
                 delay = 0.0
             except SetupError as exc:
@@ -577,6 +618,7 @@ class FolderWatcher:
             readings = read_all(batch.scorer, raws, self.account.fetch_bytes)()
         decisions = []
         for message, reading in zip(batch.fetched, readings, strict=True):
+            self._metrics.classified(reading.seconds)
             rescued = reading.content_hash in back
             if rescued:
                 self._learn("ham", "rescued", uidvalidity, message, reading)
@@ -611,6 +653,7 @@ class FolderWatcher:
                     model=d.model_version,
                     ms=round(ms, 1),
                 )
+                self._metrics.message(self.account.name, action, d.reason)
 
     def _decide(
         self,
@@ -670,6 +713,7 @@ class FolderWatcher:
                 mailbox.find_junk()
                 outcome = self._move(mailbox, junk, moves)
             self._state.set_status(moves, Status.DONE)
+            self._metrics.moved(self.account.name, len(moves) - len(outcome))  # not flagged
         except TransientMailboxError:
             raise  # reconnect; the unfinished rows are finished by the next sync
         except MailboxError as exc:  # e.g. NO [OVERQUOTA]: leave it, retry at the next sync
@@ -684,6 +728,7 @@ class FolderWatcher:
             self._state.set_status(retry, Status.PENDING, attempt=True)
             self._log.error("move_failed", uids=sorted(uids), error=str(exc), junk=junk)
             outcome = {d.uid: "move_failed" for d in moves}
+            self._metrics.move_failed(self.account.name, len(moves))
         return outcome
 
     def _move(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> dict[int, str]:

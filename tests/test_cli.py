@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from spamd.cli import _parser, main
+from spamd.cli import EX_CONFIG, _parser, main
 from tests.conftest import SAMPLES
 
 
@@ -276,7 +276,7 @@ def test_an_unusable_state_dir_is_one_line_before_anything_starts(
     config = tmp_path / "spamd.yaml"
     config.write_text(f"state_dir: {blocker}/state\n" + ACCOUNT % "'echo pw'")
     code, out, err = run(capsys, *command, "--config", str(config))
-    assert (code, out) == (1, "")
+    assert (code, out) == (EX_CONFIG, "")
     assert err == (
         f"spamd: error: {config}:state_dir: {blocker}/state cannot hold spamd's state: "
         f"{blocker} is not a directory; {FIX_STATE}\n"
@@ -292,7 +292,7 @@ def test_a_read_only_state_dir_is_one_line(
     config = tmp_path / "spamd.yaml"
     config.write_text(f"state_dir: {state}\n" + ACCOUNT % "'echo pw'")
     code, _, err = run(capsys, "run", "--config", str(config))
-    assert code == 1
+    assert code == EX_CONFIG
     assert err.count("\n") == 1 and f"{state} is not readable and writable for user" in err
 
 
@@ -309,7 +309,7 @@ def test_check_config_runs_each_secret_command_without_showing_its_output(
     config = tmp_path / "spamd.yaml"
     config.write_text(f"state_dir: {tmp_path}\n" + ACCOUNT % command)
     code, out, err = run(capsys, "check-config", "--config", str(config))
-    assert (code, out) == (1, "")
+    assert (code, out) == (EX_CONFIG, "")
     assert err.startswith(f"spamd: error: {config}:accounts[0].password_command: command {problem}")
     assert err.count("\n") == 1 and "s3cret" not in err
 

@@ -420,7 +420,7 @@ def test_train_from_imap_needs_an_account(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=ROOT, check=False,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "--from-imap needs --config and --account" in done.stderr
+    assert "--from-imap needs --account" in done.stderr
 
 
 def test_the_first_correction_applies_to_the_batch_being_read_meanwhile(

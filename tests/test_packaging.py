@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import spamd
 from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM, example_config
 
 UNITS = ("spamd.service", "spamd@.service")
@@ -24,10 +26,22 @@ needs_analyze = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """spamd's wheel, built from this checkout (without its dependencies)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (built,) = out.glob("spamd-*.whl")
+    return built
+
+
 def installed_copy(unit: str, tmp_path: Path) -> Path:
     """The unit as an install would have it: ExecStart= names this checkout's spamd."""
     spamd = Path(sys.executable).with_name("spamd")
-    text = (ROOT / "systemd" / unit).read_text().replace("/usr/local/bin/spamd", str(spamd))
+    text = (ROOT / "systemd" / unit).read_text().replace("/opt/spamd/bin/spamd", str(spamd))
     name = unit.replace("@.", "@test.")  # an instance: what systemd analyses for real
     (tmp_path / name).write_text(text)
     return tmp_path / name
@@ -68,12 +82,37 @@ def test_the_template_differs_from_the_unit_only_where_it_must() -> None:
     assert differ == {
         ("Description=spamd IMAP spam filter", "Description=spamd IMAP spam filter (%i)"),
         (
-            "ExecStart=/usr/local/bin/spamd run --config /etc/spamd/spamd.yaml",
-            "ExecStart=/usr/local/bin/spamd run --config /etc/spamd/%i.yaml",
+            "ExecStart=/opt/spamd/bin/spamd run --config /etc/spamd/spamd.yaml",
+            "ExecStart=/opt/spamd/bin/spamd run --config /etc/spamd/%i.yaml",
         ),
         ("StateDirectory=spamd", "StateDirectory=spamd/%i"),
     }
     assert "Type=notify" in single and "WatchdogSec=60s" in single
+    # A configuration error (exit 78, EX_CONFIG) is not retried every RestartSec=.
+    assert "Restart=on-failure" in single and "RestartPreventExitStatus=78" in single
+
+
+def test_the_units_document_spamd_with_the_readme_the_wheel_installs(wheel: Path) -> None:
+    for unit in UNITS:
+        text = (ROOT / "systemd" / unit).read_text()
+        (docs,) = re.findall(r"^Documentation=file:/opt/spamd/(\S+)$", text, re.M)
+        (exec_start,) = re.findall(r"^ExecStart=/opt/spamd/(\S+) ", text, re.M)
+        assert exec_start == "bin/spamd"
+        with zipfile.ZipFile(wheel) as archive:
+            assert f"spamd-{spamd.__version__}.data/data/{docs}" in archive.namelist()
+
+
+def test_the_wheel_says_its_license_and_what_it_is(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        info = f"spamd-{spamd.__version__}.dist-info"
+        metadata = email.message_from_bytes(archive.read(f"{info}/METADATA"))
+        license_text = archive.read(f"{info}/licenses/LICENSE").decode()
+    assert metadata["License-Expression"] == "MIT"
+    assert metadata["License-File"] == "LICENSE" and "License" not in metadata
+    assert license_text.startswith("MIT License")
+    classifiers = metadata.get_all("Classifier") or []
+    assert "Topic :: Communications :: Email :: Filters" in classifiers
+    assert "Environment :: No Input/Output (Daemon)" in classifiers
 
 
 def test_dockerfile_has_no_hadolint_findings() -> None:
@@ -128,19 +167,9 @@ def fresh_venv(wheel: Path, tmp_path: Path) -> Path:
     return venv / "bin"
 
 
-def test_the_wheel_carries_the_model_and_classifies_in_a_fresh_venv(tmp_path: Path) -> None:
-    source = tmp_path / "source"  # built from a copy: no build/ or egg-info left in the checkout
-    shutil.copytree(
-        ROOT,
-        source,
-        ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info"),  # .venv, .cyrus, ...
-    )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         str(source), "-w", str(tmp_path / "dist")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    (wheel,) = (tmp_path / "dist").glob("spamd-*.whl")
+def test_the_wheel_carries_the_model_and_classifies_in_a_fresh_venv(
+    wheel: Path, tmp_path: Path
+) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert {

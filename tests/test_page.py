@@ -52,8 +52,8 @@ def test_the_page_scores_pasted_and_dropped_mail_and_shows_todays_counts(
 ) -> None:
     telemetry = Telemetry()
     for action in ("move", "keep", "keep"):
-        telemetry.processor(None, "info", {"event": "message", "account": "a", "action": action})
-    telemetry.processor(None, "info", {"event": "correction", "account": "a", "label": "ham"})
+        telemetry.message("a", action, "score")
+    telemetry.correction("a", "ham")
     wait = WebDriverWait(browser, 10)
     with listener(telemetry) as web:
         browser.get(f"http://127.0.0.1:{web.port}/")

@@ -38,3 +38,19 @@ def test_listed_matches_address_domain_and_subdomains_only() -> None:
     assert policy.listed("a@eu.example.org", ["example.org"])
     assert not policy.listed("a@badexample.org", ["example.org"])
     assert not policy.listed("b@example.org", ["a@example.org"])
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [(0.95, ("flag", "uncertain")), (0.99, ("move", "score")), (0.5, ("keep", "score"))],
+)
+def test_a_cautious_account_flags_the_uncertain_band_instead_of_moving(
+    score: float, expected: tuple[str, str]
+) -> None:
+    verdict = policy.decide(score, 0.9, "x@spam.example", mode="move", move_at=0.98)
+    assert (verdict.action, verdict.reason) == expected
+
+
+def test_the_uncertain_band_does_not_soften_what_the_user_taught() -> None:
+    verdict = policy.decide(0.1, 0.9, "x@a.example", mode="move", remembered="spam", move_at=0.98)
+    assert (verdict.action, verdict.reason) == ("move", "junked-before")

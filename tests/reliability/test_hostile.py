@@ -280,7 +280,7 @@ def test_unreadable_mail_is_left_alone_or_flagged_and_counted(
         tmp_path, mailbox.settings(unreadable=option), learning={"enabled": False}
     )
     log = structlog.wrap_logger(None, processors=[telemetry.processor, events])
-    service = Service(config, log=log)
+    service = Service(config, log=log, telemetry=telemetry)  # counts where the work happens
     service.start()
     try:
         wait_until(lambda: all(w.health.last_sync for w in service.watchers))
