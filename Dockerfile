@@ -18,6 +18,9 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY spamd ./spamd
+# The wheel carries the model and the samples (pyproject.toml's package-dir).
+COPY models ./models
+COPY samples ./samples
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install . \
     && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +

@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -24,14 +25,25 @@ from spamd import __version__, corpus, versions
 from spamd import config as config_lib
 from spamd import log as log_lib
 from spamd import scorer as scorer_lib
-from spamd.errors import ConfigError, ModelError, SpamdError, UnreadableMessage
+from spamd.errors import ConfigError, InputError, ModelError, SpamdError, UnreadableMessage
 from spamd.features import DEFAULT_CHANNELS
 from spamd.layout import Listing, explain, find_junk, match_folder, move_method
 from spamd.message import DEFAULT_MAX_BYTES
 
 T = TypeVar("T")
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.joblib"
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def shipped(name: str) -> Path:
+    """A directory shipped with spamd: in an installed wheel, package data beside this
+    module (``spamd/models``, ``spamd/samples``); in a checkout, the top-level one."""
+    installed = Path(__file__).resolve().parent / name
+    return installed if installed.is_dir() else installed.parent.parent / name
+
+
+# A model is named by its ``.joblib`` path; the daemon reads the ``.npz`` and ``.json``
+# beside it, so the wheel leaves the pipeline itself out (see pyproject.toml).
+DEFAULT_MODEL = shipped("models") / "default.joblib"
+SAMPLES = shipped("samples")
 DEFAULT_CONFIG = Path("/etc/spamd/spamd.yaml")
 EX_CONFIG = 78  # sysexits.h: "something was found in an unconfigured or misconfigured state"
 
@@ -114,15 +126,30 @@ def _parser() -> argparse.ArgumentParser:
     classify.set_defaults(handler=_classify)
 
     evaluate = commands.add_parser("evaluate", help="train on part of a corpus, report on the rest")
-    evaluate.add_argument("--corpus", action="append", required=True, type=Path, metavar="DIR")
+    evaluate.add_argument(
+        "--corpus",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="directory with ham/ and spam/ (as for train); repeatable",
+    )
     evaluate.add_argument(
         "--split",
         choices=["stratified", "time"],
         default="stratified",
         help="random stratified 80/20, or oldest 80%% by delivery time",
     )
-    evaluate.add_argument("--test-size", type=_fraction, default=0.2, metavar="SHARE")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--test-size",
+        type=_fraction,
+        default=0.2,
+        metavar="SHARE",
+        help="share of the mail held out for the figures (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="seed of the random split (default: %(default)s)"
+    )
     evaluate.add_argument(
         "--plot", type=Path, metavar="FILE.png", help="write a ROC/threshold chart"
     )
@@ -133,8 +160,10 @@ def _parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="show the terms that pushed a score up and down")
     _model_option(explain)
-    explain.add_argument("file", metavar="FILE|-")
-    explain.add_argument("--top", type=int, default=10, help="terms per direction")
+    explain.add_argument("file", metavar="FILE|-", help="one message file, or - for standard input")
+    explain.add_argument(
+        "--top", type=int, default=10, help="terms shown per direction (default: %(default)s)"
+    )
     explain.set_defaults(handler=_explain)
 
     run = commands.add_parser("run", help="watch the configured mailboxes (the daemon)")
@@ -143,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
 
     scan = commands.add_parser("scan", help="classify a backlog of existing mail now")
     _config_option(scan)
-    scan.add_argument("--account", required=True, metavar="NAME")
+    scan.add_argument("--account", required=True, metavar="NAME", help="account to scan")
     scan.add_argument("--folder", metavar="F", help="folder to scan (default: the watched ones)")
     scan.add_argument("--since", type=int, metavar="DAYS", help="only mail from the last DAYS days")
     scan.add_argument(
@@ -169,7 +198,13 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run spamd against a private Dovecot on 127.0.0.1 with sample mail"
     )
-    demo.add_argument("--samples", type=Path, default=SAMPLES, metavar="DIR")
+    demo.add_argument(
+        "--samples",
+        type=Path,
+        default=SAMPLES,
+        metavar="DIR",
+        help="mail to deliver: DIR/*/*.eml (default: the samples shipped with spamd)",
+    )
     _model_option(demo)
     demo.set_defaults(handler=_demo)
     return parser
@@ -302,8 +337,11 @@ def _print_verdict(out: TextIO, path: str, score: float, spam: bool, jsonl: bool
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    examples = _load_examples(args.corpus)
     from spamd import evaluation, metrics  # noqa: PLC0415 - scikit-learn only here
+
+    if args.plot:
+        evaluation.check_plotting(args.plot)  # before the work, not after it
+    examples = _load_examples(args.corpus)
 
     train_set, test_set = evaluation.split(examples, args.split, args.test_size, args.seed)
     if len(set(test_set.labels)) < 2:
@@ -318,7 +356,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     scores = trained.scorer.score_features(test_set.features)
     report = metrics.report(test_set.labels, scores, trained.scorer.threshold)
     if args.json:
-        print(json.dumps(report.as_dict(), sort_keys=True))
+        print(json.dumps(report.measured(), sort_keys=True))
     else:
         sizes = f"{len(train_set.labels)} train / {len(test_set.labels)} test"
         print(f"split           {args.split}, {sizes}")
@@ -332,7 +370,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     model = scorer_lib.load(args.model)
-    mail = next(corpus.read_inputs([args.file], model.metadata.max_bytes))
+    mails = list(islice(corpus.read_inputs([args.file], model.metadata.max_bytes), 2))
+    if len(mails) > 1:
+        raise InputError("holds more than one message: explain takes one file", path=args.file)
+    if not mails:
+        raise InputError("holds no messages: name a message file", path=args.file)
+    (mail,) = mails
     if mail.error:
         raise SpamdError(mail.error)
     explanation = model.explain(mail.raw, args.top)
@@ -363,7 +406,10 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def _load_config(args: argparse.Namespace) -> config_lib.Config:
-    return config_lib.load(_config_path(args), _default_model())
+    """The configuration, with its state_dir usable: every command that reads one keeps state."""
+    config = config_lib.load(_config_path(args), _default_model())
+    config_lib.check_state_dir(config)
+    return config
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -425,21 +471,28 @@ def _learning_commands(commands: Any) -> None:
         "corrections",
         help="recent corrections users made (id, date, label, how, folder, sender, subject)",
     )
-    # --config before or after `forget ID` / `restore`: checked in `_corrections_config`.
-    corrections.add_argument("--config", type=Path, metavar="FILE")
-    corrections.add_argument("--account", metavar="NAME")
-    corrections.add_argument("--limit", type=int, default=50)
+    # --config before or after `forget ID` / `restore`: the subcommands' own --config
+    # leaves this one's value alone when they are not given it.
+    _config_option(corrections)
+    corrections.add_argument("--account", metavar="NAME", help="only this account's")
+    corrections.add_argument(
+        "--limit", type=int, default=50, help="most recent shown (default: %(default)s)"
+    )
     corrections.set_defaults(handler=_corrections)
     what = corrections.add_subparsers(dest="corrections_command")
     forget = what.add_parser("forget", help="remove a correction by its id, then retrain")
-    forget.add_argument("id", type=int)
-    forget.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS)
+    forget.add_argument("id", type=int, help="its id, as `spamd corrections` shows it")
+    forget.add_argument(
+        "--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP
+    )
     forget.set_defaults(handler=_corrections_forget)
     restore = what.add_parser(
         "restore", help="learn corrections a rollback set aside again (one id, or all), retrain"
     )
     restore.add_argument("id", type=int, nargs="?", help="default: all set aside")
-    restore.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS)
+    restore.add_argument(
+        "--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP
+    )
     restore.set_defaults(handler=_corrections_restore)
 
 
@@ -494,14 +547,8 @@ def _state(config: config_lib.Config) -> Iterator[Any]:
         state.close()
 
 
-def _corrections_config(args: argparse.Namespace) -> config_lib.Config:
-    if args.config is None:
-        raise SpamdError("spamd corrections: --config FILE is required")
-    return _load_config(args)
-
-
 def _corrections(args: argparse.Namespace) -> int:
-    config = _corrections_config(args)
+    config = _load_config(args)
     if args.account:
         config.account(args.account)  # an unknown name is an error, with suggestions
     with _state(config) as state:
@@ -519,7 +566,7 @@ def _corrections(args: argparse.Namespace) -> int:
 
 
 def _corrections_forget(args: argparse.Namespace) -> int:
-    config = _corrections_config(args)
+    config = _load_config(args)
     with _state(config) as state:
         gone = state.forget(args.id)
         print(f"forgot correction {gone.id}: {gone.label} {gone.how} {gone.subject!r}")
@@ -527,7 +574,7 @@ def _corrections_forget(args: argparse.Namespace) -> int:
 
 
 def _corrections_restore(args: argparse.Namespace) -> int:
-    config = _corrections_config(args)
+    config = _load_config(args)
     with _state(config) as state:
         print(f"{state.restore(args.id)} correction(s) learnt again")
         return _retrain_now(config, state)
@@ -543,10 +590,25 @@ def _retrain_now(config: config_lib.Config, state: Any) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    """The file, state_dir, the model and every secret (commands are run, never shown)."""
     config = _load_config(args)
-    scorer_lib.load(config.model_path)
+    model = scorer_lib.load(config.model_path)  # the base, which retraining starts from
+    live = _store(config).live_path()
+    model = model if live == config.model_path else scorer_lib.load(live)
+    failed = 0
+    for secret in config.secrets():
+        try:
+            secret.check()
+        except SpamdError as exc:
+            failed += 1
+            print(f"spamd: error: {exc}", file=sys.stderr)
+    if failed:
+        return EX_CONFIG
     folders = sum(len(a.folders) for a in config.accounts)
-    print(f"{config.source}: OK ({len(config.accounts)} accounts, {folders} folders)")
+    print(
+        f"{config.source}: OK ({len(config.accounts)} accounts, {folders} folders, "
+        f"model {model.version})"
+    )
     return _check_connections(config) if args.connect else 0
 
 
@@ -561,14 +623,14 @@ def _check_connections(config: config_lib.Config) -> int:
             connection = Connection.open(account)
         except SpamdError as exc:
             failed += 1
-            print(f"{account.name}: FAILED: {exc}")
+            print(f"{account.name}: FAILED: {_unnamed(exc, account.name)}")
             continue
         try:
             problems = _report(account, connection.capabilities, connection.listing())
             failed += bool(problems)
         except SpamdError as exc:
             failed += 1
-            print(f"{account.name}: FAILED after login: {exc}")
+            print(f"{account.name}: FAILED after login: {_unnamed(exc, account.name)}")
         finally:
             connection.logout()
     return 1 if failed else 0
@@ -601,6 +663,11 @@ def _report(account: config_lib.Account, capabilities: Iterable[str], listing: L
         print("  WARNING: this server cannot move mail safely: spam will be flagged $Junk "
               "in place (mode: flag) instead of moved")  # fmt: skip
     return problems
+
+
+def _unnamed(exc: SpamdError, account: str) -> str:
+    """An IMAP error without the account name the line already starts with."""
+    return str(exc).removeprefix(f"{account}: ")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import pwd
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ DEFAULT_HTTP_PORT = 8025
 # other; one more during a retrain causes one more retrain after it.
 DEFAULT_RETRAIN_DELAY = 1.0
 DEFAULT_RESCUE_WINDOW = 120.0  # identity.RESCUE_WINDOW (config imports nothing of the core)
+
+
+RUN_IT_YOURSELF = "run it as the user spamd runs as to see why"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +79,26 @@ class Secret:
             )
         except subprocess.TimeoutExpired:
             raise ConfigError(
-                f"command timed out after {SECRET_COMMAND_TIMEOUT:.0f} s", source=self.origin
+                f"command timed out after {SECRET_COMMAND_TIMEOUT:.0f} s; {RUN_IT_YOURSELF}",
+                source=self.origin,
             ) from None
         if done.returncode != 0:
             # Its stderr may echo the secret: say only how it ended.
-            raise ConfigError(f"command exited with status {done.returncode}", source=self.origin)
+            raise ConfigError(
+                f"command exited with status {done.returncode}; {RUN_IT_YOURSELF}",
+                source=self.origin,
+            )
+        if not done.stdout.strip():
+            raise ConfigError(
+                "command printed nothing: it must print the secret on standard output",
+                source=self.origin,
+            )
         return done.stdout.strip()
+
+    def check(self) -> None:
+        """Read the secret once, as a login would, without showing it (`check-config`)."""
+        if not self.reveal():
+            raise ConfigError("is empty", source=self.origin)
 
     def __repr__(self) -> str:
         shown = "***" if self.kind == "value" else self.where
@@ -137,6 +155,11 @@ class Config:
     retrain_delay: float = DEFAULT_RETRAIN_DELAY  # quiet seconds after a correction, then retrain
     rescue_window: float = DEFAULT_RESCUE_WINDOW  # see identity.RESCUE_WINDOW
     http: Http | None = None  # the status/metrics/classify listener; off when None
+
+    def secrets(self) -> list[Secret]:
+        """Every password and token the configuration names."""
+        token = [self.http.token] if self.http and self.http.token else []
+        return [*(a.password for a in self.accounts), *token]
 
     def account(self, name: str) -> Account:
         for account in self.accounts:
@@ -365,6 +388,39 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def check_state_dir(config: Config) -> None:
+    """A ConfigError unless spamd can keep its state in `state_dir` (creating it if need be)."""
+    path = config.state_dir
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = ""
+    if not existing.is_dir():
+        problem = f"{existing} is not a directory"
+    elif not os.access(existing, os.R_OK | os.W_OK | os.X_OK):
+        problem = f"{existing} is not readable and writable for {_user()}"
+    elif existing == path and (
+        unusable := sorted(
+            f for f in path.iterdir() if f.is_file() and not os.access(f, os.R_OK | os.W_OK)
+        )
+    ):
+        problem = f"{unusable[0]} is not readable and writable for {_user()}"
+    if problem:
+        raise ConfigError(
+            f"{path} cannot hold spamd's state: {problem}; "
+            "point state_dir at a directory spamd's user may write to, or fix its owner and mode",
+            source=str(config.source),
+            key="state_dir",
+        )
+
+
+def _user() -> str:
+    try:
+        return f"user {pwd.getpwuid(os.geteuid()).pw_name}"
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 # Keys each section accepts, for "unknown key" errors with suggestions.

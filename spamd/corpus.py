@@ -117,16 +117,25 @@ def read_inputs(targets: list[str], max_bytes: int) -> Iterator[Mail]:
     """Files, directories (walked) and "-" (standard input) named on a command line."""
     for target in targets:
         if target == "-":
-            yield Mail("-", sys.stdin.buffer.read(max_bytes + 1))
+            yield _not_empty(Mail("-", sys.stdin.buffer.read(max_bytes + 1)))
             continue
         path = Path(target)
         if not path.exists():
             yield Mail(target, b"", error=str(InputError("no such file or directory", path=path)))
         for file in walk_files(path) if path.is_dir() else [path] if path.exists() else []:
             try:
-                yield Mail(str(file), read_file(file, max_bytes))
+                yield _not_empty(Mail(str(file), read_file(file, max_bytes)))
             except InputError as exc:
                 yield Mail(str(file), b"", error=str(exc))
+
+
+def _not_empty(mail: Mail) -> Mail:
+    """Nothing at all is no message (as the HTTP API says with a 400): an error, not a score."""
+    if mail.raw.strip():
+        return mail
+    what = "standard input" if mail.source == "-" else "the file"
+    error = InputError(f"{what} is empty: give it a message (headers and body)", path=mail.source)
+    return Mail(mail.source, b"", error=str(error))
 
 
 @dataclass

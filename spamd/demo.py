@@ -73,6 +73,7 @@ def main(samples: Path, model: Path) -> int:
             _wait(lambda: service.watchers[0].health.handled >= len(mails))
             time.sleep(0.2)
             _show(sender, service.watchers[0].health.junk_folder)
+            print(f"explain a verdict with `spamd explain {mails[0]}`")
             sender.logout()
         finally:
             service.stop()
@@ -94,4 +95,4 @@ def _show(mailbox: Connection, junk: str) -> None:
         for message in mailbox.fetch(mailbox.uids_after(0), 64 * 1024):
             print(f"{folder:<8} {parse(message.raw).subject}")
             total += 1
-    print(f"\n{total} messages in all; explain a verdict with `spamd explain samples/<file>.eml`")
+    print(f"\n{total} messages in all")

@@ -30,15 +30,22 @@ def split(
     return examples.subset(sorted(train_idx)), examples.subset(sorted(test_idx))
 
 
-def plot(labels: list[int], scores: np.ndarray, threshold: float, out: Path, title: str) -> None:
-    """Write a PNG: ROC curve (log FPR axis) beside the score distributions."""
+def check_plotting(out: Path) -> None:
+    """Raise an InputError now, not after an evaluation's work, if `plot` cannot run."""
     try:
-        import matplotlib as mpl  # noqa: PLC0415 - optional dependency, only for --plot
-
-        mpl.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib  # noqa: F401, PLC0415 - optional dependency, only for --plot
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install 'spamd[plot]'", path=out) from None
+
+
+def plot(labels: list[int], scores: np.ndarray, threshold: float, out: Path, title: str) -> None:
+    """Write a PNG: ROC curve (log FPR axis) beside the score distributions."""
+    check_plotting(out)
+    import matplotlib as mpl  # noqa: PLC0415 - optional dependency, only for --plot
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
     y = np.asarray(labels)
     fpr, tpr, _ = roc_curve(y, scores)
     fig, (roc, hist) = plt.subplots(1, 2, figsize=(12, 5))

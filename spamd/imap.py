@@ -8,6 +8,7 @@ refused) and `MailboxError` (the server said NO to one command).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import imaplib
 import socket
@@ -77,8 +78,10 @@ def _mapped(what: str, account: str) -> Iterator[None]:
     """Turn library, socket and TLS errors into spamd's error tree."""
     try:
         yield
-    except LoginError as exc:
-        raise AuthError(f"{account}: login refused ({_text(exc)})") from None
+    except LoginError as exc:  # the line's account names it already (log field, check-config)
+        raise AuthError(
+            f"login refused: {_said(exc)}; check the account's username and password (or token)"
+        ) from None
     except ssl.SSLCertVerificationError as exc:
         raise TransientMailboxError(
             f"{account}: TLS certificate not trusted ({exc.verify_message}); "
@@ -133,6 +136,16 @@ def _flag(value: bytes | str) -> str:
 def _text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.replace("\r", " ").replace("\n", " ")[:200]
+
+
+def _said(exc: LoginError) -> str:
+    """The server's words: imapclient passes imaplib's bytes on as text like "b'[...] ...'"."""
+    text = str(exc)
+    if text[:2] in ("b'", 'b"') and len(text) < 1000:
+        with contextlib.suppress(ValueError, SyntaxError):
+            said = ast.literal_eval(text)
+            text = said.decode("utf-8", "replace") if isinstance(said, bytes) else text
+    return _text(LoginError(text))
 
 
 def tls_context(account: Account) -> ssl.SSLContext:
@@ -431,7 +444,7 @@ class Connection:
             self._told.clear()
             self._call("IDLE", self._client.idle)
             self._idling = True
-            if self._told:
+            if bool(self._told) or self._call("IDLE", self._told_with_idle):
                 return IdleEvents(changed=True)
         started = time.monotonic()
         responses = self._call("IDLE", lambda: self._client.idle_check(timeout=timeout))
@@ -441,6 +454,20 @@ class Connection:
             self._stop_idle()
         news = any(len(r) > 1 and r[1] in _CHANGES for r in responses)
         return IdleEvents(changed=news)
+
+    def _told_with_idle(self) -> bool:
+        """Whether news came with the reply to IDLE. Mail that arrived since the last
+        command is told right after "+ idling", in the same read: it then waits in the
+        client's read buffer, where `idle_check` (which polls the socket) never looks,
+        and the folder would IDLE past it until the next change or refresh."""
+        sock = self._client.socket()
+        sock.setblocking(False)  # look at what is buffered (or readable now); never wait
+        try:
+            return bool(self._client._imap.file.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        finally:
+            self._client._set_read_timeout()  # blocking again, with the configured timeout
 
     def _stop_idle(self) -> None:
         if self._idling:

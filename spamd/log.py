@@ -37,6 +37,10 @@ def _drop_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
+LIBRARY_LEVEL = logging.WARNING  # libraries' own INFO lines (APScheduler: every job run) are noise
+_handler: logging.Handler | None = None  # ours on the root logger, replaced by each configure()
+
+
 def _syslog_prefix(_: Any, method: str, line: Any) -> str:
     return f"<{SYSLOG_PRIORITY.get(method, 6)}>{line}"
 
@@ -55,7 +59,12 @@ def configure(
     level: str = "info", fmt: str = "auto", stream: Any = None, counters: Any = None
 ) -> None:
     """Set up structlog; `counters` is a processor that sees every warning and error
-    (`telemetry.Telemetry.processor`), whatever the level set here."""
+    (`telemetry.Telemetry.processor`), whatever the level set here.
+
+    Libraries that log through the standard `logging` module (APScheduler, urllib3,
+    ...) are rendered by the same processors: off a terminal their lines are JSON too,
+    with a "logger" field naming the library."""
+    global _handler  # noqa: PLW0603 - one root handler per process, like logging's own
     stream = stream or sys.stdout
     json_lines = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = (
@@ -63,6 +72,15 @@ def configure(
         if json_lines
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    last = [
+        _drop_secrets,
+        structlog.processors.format_exc_info
+        if json_lines
+        else structlog.processors.StackInfoRenderer(),
+        renderer,
+        *([_syslog_prefix] if is_journal(stream) else []),
+    ]
     threshold = LEVELS[level]
 
     def below_level(_: Any, method: str, event: MutableMapping[str, Any]) -> Any:
@@ -74,21 +92,33 @@ def configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             *([counters] if counters else []),
             below_level,
-            _drop_secrets,
-            structlog.processors.format_exc_info
-            if json_lines
-            else structlog.processors.StackInfoRenderer(),
-            renderer,
-            *([_syslog_prefix] if is_journal(stream) else []),
+            *last,
         ],
         # Warnings and errors always reach `counters`; `below_level` drops them after.
         wrapper_class=structlog.make_filtering_bound_logger(min(threshold, logging.WARNING)),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                timestamper,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *last],
+        )
+    )
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    root.addHandler(handler)
+    root.setLevel(max(threshold, LIBRARY_LEVEL))
+    _handler = handler
 
 
 def get(name: str = "spamd") -> Any:

@@ -55,6 +55,24 @@ class Report:
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    def measured(self) -> dict[str, float | None]:
+        """`as_dict`, with None for a recall at an FPR this test set cannot measure."""
+        figures: dict[str, float | None] = {**self.as_dict()}
+        for key, fpr in (("recall_at_fpr_0_1pct", 0.001), ("recall_at_fpr_1pct", 0.01)):
+            if not self.measures(fpr):
+                figures[key] = None
+        return figures
+
+    def measures(self, fpr: float) -> bool:
+        """Whether there is enough test ham for one false positive to be within `fpr`:
+        below that, "recall at FPR <= fpr" is only the recall at no false positive."""
+        return self.n_ham * fpr >= 1
+
+    def _at(self, fpr: float, recall: float) -> str:
+        if self.measures(fpr):
+            return f"{recall:.4f}"
+        return f"n/a ({self.n_ham} test ham cannot measure it: needs {math.ceil(1 / fpr)})"
+
     def lines(self) -> list[str]:
         return [
             f"messages        {self.n_ham} ham, {self.n_spam} spam",
@@ -64,8 +82,8 @@ class Report:
             f"F1              {self.f1:.4f}",
             f"false-pos rate  {self.false_positive_rate:.4%}",
             f"ROC AUC         {self.roc_auc:.4f}",
-            f"recall @FPR<=0.1%  {self.recall_at_fpr_0_1pct:.4f}",
-            f"recall @FPR<=1%    {self.recall_at_fpr_1pct:.4f}",
+            f"recall @FPR<=0.1%  {self._at(0.001, self.recall_at_fpr_0_1pct)}",
+            f"recall @FPR<=1%    {self._at(0.01, self.recall_at_fpr_1pct)}",
             "confusion       predicted ham  predicted spam",
             f"  actual ham    {self.true_negatives:>13}  {self.false_positives:>14}",
             f"  actual spam   {self.false_negatives:>13}  {self.true_positives:>14}",

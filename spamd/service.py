@@ -487,6 +487,7 @@ def run(
                 return 0
             try:
                 fresh = config_lib.load(config.source, default_model)
+                config_lib.check_state_dir(fresh)
             except SpamdError as exc:
                 log.error("reload_refused", error=str(exc))
                 continue

@@ -28,7 +28,7 @@ from spamd import identity, learning, policy
 from spamd.calibration import Calibration
 from spamd.config import Account, Mode
 from spamd.decisions import Status
-from spamd.errors import AuthError, MailboxError, SetupError, TransientMailboxError
+from spamd.errors import AuthError, ConfigError, MailboxError, SetupError, TransientMailboxError
 from spamd.features import extract
 from spamd.imap import Fetched, FolderStatus, IdleEvents
 from spamd.layout import JunkFolder, Listing, MoveMethod
@@ -237,6 +237,7 @@ class Memory:
             how=correction.how,
             folder=correction.folder,
             uid=correction.uid,
+            message_id=correction.message_id,
         )
         self._on_learned(correction)
         return True
@@ -388,7 +389,7 @@ class FolderWatcher:
                 delay = 0.0
             except SetupError as exc:
                 delay = self._setup_failed(exc, backoff)
-            except AuthError as exc:
+            except (AuthError, ConfigError) as exc:  # refused, or no password to offer
                 delay = self._failed(exc, backoff, AUTH_BACKOFF_MAX)
             except MailboxError as exc:  # transient or a refused command: reconnect
                 delay = self._failed(exc, backoff, BACKOFF_MAX)
@@ -452,7 +453,8 @@ class FolderWatcher:
     def _failed(self, exc: Exception, backoff: Backoff, cap: float) -> float:
         delay = backoff.next(cap)
         self.health.last_error, self.health.failures = str(exc), backoff.failures
-        level = "error" if isinstance(exc, AuthError) or backoff.failures > 3 else "warning"
+        serious = isinstance(exc, AuthError | ConfigError) or backoff.failures > 3
+        level = "error" if serious else "warning"
         getattr(self._log, level)(
             "connection_failed",
             error=str(exc),
@@ -662,6 +664,7 @@ class FolderWatcher:
                 self._log.info(
                     "message",
                     uid=d.uid,
+                    message_id=d.message_id,  # finds it in a mail client; the UID does not
                     score=round(d.score, 4),
                     action=action,
                     reason=d.reason,
@@ -882,12 +885,16 @@ class JunkWatcher(FolderWatcher):
     def __init__(self, account: Account, **kwargs: Any) -> None:
         super().__init__(account, "", **kwargs)
         self._departed_keys: set[str] = set()  # recent departures already handled
+        # Its lines name the folder: the configured one, or the \Junk one sought.
+        self._log = self._log.bind(folder=account.junk_folder or "\\Junk")
 
     def _find_own(self, mailbox: Mailbox, listing: Listing) -> None:
         """Nothing: this watcher's folder is Junk, and it moves no mail."""
 
     def sync(self, mailbox: Mailbox, junk: str) -> None:
-        self.folder = junk
+        if self.folder != junk:  # found on connecting
+            self.folder = junk
+            self._log = self._log.bind(folder=junk)
         name = self.account.name
         status = mailbox.select(junk)
         mark = self._state.mark(name, junk)
@@ -954,7 +961,9 @@ class JunkWatcher(FolderWatcher):
             # back is the user's, and their latest word (spam) replaces the rescue.
             key = reading.content_hash
             origin = "spamd" if key in ours and labels.get(key) != "ham" else "user"
-            self._log.info("arrived_in_junk", uid=message.uid, origin=origin)
+            self._log.info(
+                "arrived_in_junk", uid=message.uid, message_id=reading.message_id, origin=origin
+            )
             if origin == "user":
                 self._learn("spam", "moved_to_junk", uidvalidity, message, reading)
             items.append((message.uid, reading.message_id, reading.content_hash, origin))

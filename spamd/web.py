@@ -292,7 +292,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _allowed(self, path: str) -> bool:
         if path in OPEN_PATHS or self.app.authorized(self.headers.get("Authorization")):
             return True
-        self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
+        self._error(
+            HTTPStatus.UNAUTHORIZED,
+            "missing or wrong bearer token: send Authorization: Bearer <the configured token>",
+            {"WWW-Authenticate": 'Bearer realm="spamd"'},  # RFC 6750: how to authenticate
+        )
         return False
 
     def _message(self) -> bytes | None:
@@ -355,8 +359,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Access-Control-Allow-Origin", origin)
             self.send_header("Vary", "Origin")
 
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -368,5 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: HTTPStatus, data: dict[str, Any]) -> None:
         self._send(status, json.dumps(data).encode(), "application/json")
 
-    def _error(self, status: HTTPStatus, message: str) -> None:
-        self._json(status, {"error": message})
+    def _error(
+        self, status: HTTPStatus, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self._send(status, json.dumps({"error": message}).encode(), "application/json", headers)

@@ -200,6 +200,20 @@ def spamd_config(tmp: Path, *accounts: dict[str, object], **top: object) -> Conf
     return config_lib.parse(data, tmp / "spamd.yaml", SHIPPED_MODEL)
 
 
+def example_config(tmp_path: Path) -> Path:
+    """config.example.yaml with its state_dir and password file in `tmp_path`."""
+    text = (ROOT / "config.example.yaml").read_text()
+    assert "state_dir: /var/lib/spamd " in text and "cat /etc/spamd/alice.password" in text
+    (tmp_path / "alice.password").write_text("secret\n")
+    config = tmp_path / "spamd.yaml"
+    config.write_text(
+        text.replace("/var/lib/spamd", str(tmp_path / "state")).replace(
+            "/etc/spamd/alice.password", str(tmp_path / "alice.password")
+        )
+    )
+    return config
+
+
 def wait_until(condition: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -227,6 +241,12 @@ class Events(list[dict[str, object]]):
     @staticmethod
     def logger(events: Events | None = None) -> Any:
         return structlog.wrap_logger(None, processors=[events if events is not None else Events()])
+
+
+def synced(service: Service) -> bool:
+    """Every watcher (each watched folder's and the Junk watcher) has synced once: mail
+    delivered from now on is new to all of them, not "existing" mail left alone."""
+    return all(w.health.last_sync for w in (*service.watchers, *service.junk_watchers))
 
 
 @contextlib.contextmanager

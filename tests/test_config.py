@@ -11,6 +11,7 @@ import yaml
 
 from spamd import config as config_lib
 from spamd.errors import ConfigError
+from tests.conftest import example_config
 
 MODEL = Path("models/default.joblib")
 
@@ -146,11 +147,15 @@ def test_example_config_documents_every_option() -> None:
     assert loaded.accounts[0].tls == "ssl"
 
 
-def test_check_config_passes_on_the_example_as_it_stands() -> None:
-    root = Path(__file__).resolve().parent.parent
+def test_check_config_passes_on_the_example_once_the_files_it_names_exist(
+    tmp_path: Path,
+) -> None:
+    config = example_config(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "spamd.cli", "check-config", "--config", "config.example.yaml"],
-        capture_output=True, text=True, cwd=root, check=False,
+        [sys.executable, "-m", "spamd.cli", "check-config", "--config", str(config)],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "config.example.yaml: OK (1 accounts, 1 folders)" in done.stdout
+    assert done.stdout.startswith(f"{config}: OK (1 accounts, 1 folders, model ")
+    assert "secret" not in done.stdout + done.stderr
+    assert not (tmp_path / "state").exists()  # checked, not created

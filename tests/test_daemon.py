@@ -182,7 +182,28 @@ def test_wrong_password_for_one_account_leaves_the_other_working(
         assert "wrong" not in broken.health.last_error  # never the password
     failures = events.named("connection_failed")
     assert failures and all(e["account"] == "broken" for e in failures)
+    assert failures[0]["error"] == (  # what the server said, as text, and what to do
+        "login refused: [AUTHENTICATIONFAILED] Authentication failed.; "
+        "check the account's username and password (or token)"
+    )
     assert mailbox.count("Junk") == 2
+
+
+def test_a_failing_password_command_is_one_error_line_per_attempt_not_a_traceback(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    account = mailbox.settings(password=None, password_command="echo oops >&2; exit 3")
+    config = spamd_config(tmp_path, account)
+    with running_service(config) as (service, events):
+        wait_until(lambda: all(w.health.failures for w in service.watchers))
+    assert events.named("internal_error") == []
+    failure = events.named("connection_failed")[0]
+    assert (failure["level"], failure["kind"]) == ("error", "ConfigError")
+    assert failure["error"] == (
+        f"{tmp_path / 'spamd.yaml'}:accounts[0].password_command: command exited with "
+        "status 3; run it as the user spamd runs as to see why"
+    )
+    assert "exc_info" not in failure
 
 
 def test_first_run_leaves_existing_mail_alone_unless_asked(mailbox: Box, tmp_path: Path) -> None:
@@ -481,3 +502,28 @@ def test_mail_arriving_during_a_sync_is_handled_without_waiting_for_news(
         wait_until(lambda: ready(service) and not late)
         wait_until(lambda: mailbox.count("Junk") == 1, timeout=5, what="the spam to be moved")
     assert mailbox.total() == 1
+
+
+@pytest.mark.parametrize("tls", ["none", "ssl"])
+def test_idle_sees_mail_that_arrived_just_before_it_began(
+    mailbox: Box, tmp_path: Path, dovecot: sandbox.Dovecot, tls: str
+) -> None:
+    # Dovecot tells of mail that came after the last command right after "+ idling",
+    # in the same read: it waited unseen in the client's buffer, and the folder IDLEd
+    # past it (under load: test_mail_the_user_junks_is_learned_and_its_copies_follow).
+    port = dovecot.imaps_port if tls == "ssl" else dovecot.imap_port
+    settings = mailbox.settings(tls=tls, port=port, ca_file=str(dovecot.cert))
+    connection = Connection.open(spamd_config(tmp_path, settings).accounts[0])
+    try:
+        connection.select("INBOX")
+        assert connection.idle_wait(0.5).changed is False  # nothing new: no false alarm
+        connection.noop()
+        connection.select("INBOX")
+        mailbox.append(message("Between two commands", "It came before IDLE did."))
+        wait_until(lambda: mailbox.count("INBOX") == 1)
+        assert connection.idle_wait(10).changed is True
+        connection.noop()
+        assert connection.reported(["EXISTS"])
+        assert connection.uids_after(0) == [1]
+    finally:
+        connection.logout()

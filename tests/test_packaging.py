@@ -8,13 +8,15 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
 import spamd
-from tests.conftest import ROOT, SHIPPED_MODEL, SPAM
+from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM, example_config
 
 UNITS = ("spamd.service", "spamd@.service")
 MAX_EXPOSURE = 2.0
@@ -139,3 +141,82 @@ def test_the_models_the_image_ships_are_enough_to_classify(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip().endswith("spam")
+
+
+def fresh_venv(wheel: Path, tmp_path: Path) -> Path:
+    """A new venv outside the checkout with the wheel installed; its bin directory.
+
+    The tests may not reach PyPI, so the wheel's dependencies are lent from this
+    test run's venv (every entry of its site-packages but spamd's own), and
+    `pip check` proves that what the wheel requires is all there."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.check_output([str(python), "-c", purelib], text=True).strip())
+    lent = tmp_path / "lent"
+    lent.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.startswith(("spamd", "__editable__")) and entry.suffix != ".pth":
+            (lent / entry.name).symlink_to(entry)
+    (site / "lent.pth").write_text(f"{lent}\n")
+    pip = [sys.executable, "-m", "pip", "--python", str(python)]
+    subprocess.run([*pip, "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
+    checked = subprocess.run([*pip, "check"], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    return venv / "bin"
+
+
+def test_the_wheel_carries_the_model_and_classifies_in_a_fresh_venv(
+    wheel: Path, tmp_path: Path
+) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {
+        "spamd/models/default.npz",
+        "spamd/models/default.json",
+        "spamd/models/default.base.npz",
+        "spamd/samples/spam/01-prize.eml",
+    } <= names
+    assert not [n for n in names if n.endswith(".joblib")]  # the daemon never unpickles
+    assert wheel.stat().st_size < 8_000_000
+
+    bin_dir = fresh_venv(wheel, tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in {"SPAMD_MODEL", "PYTHONPATH"}}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+
+    def spamd(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(bin_dir / "spamd"), *argv], cwd=tmp_path, env=env, capture_output=True,
+            text=True, check=False,
+        )  # fmt: skip
+
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c",
+         "import spamd.cli as c; print(c.__file__, c.DEFAULT_MODEL, c.SAMPLES, sep='\\n')"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    installed = bin_dir.parent.resolve()
+    assert all(Path(path).is_relative_to(installed) for path in where), where
+    samples = Path(where[2])
+
+    done = spamd("classify", str(samples))
+    assert done.returncode == 0, done.stderr
+    verdicts = {
+        Path(line.split("\t")[0]).name: line.split("\t")[2] for line in done.stdout.splitlines()
+    }
+    assert [verdicts[p.name] for p in SPAM] == ["spam"] * len(SPAM)
+    assert [verdicts[p.name] for p in HAM] == ["ham"] * len(HAM)
+
+    config = example_config(tmp_path)
+    done = spamd("check-config", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{config}: OK (1 accounts, 1 folders")
+
+
+def test_the_image_build_copies_what_the_wheel_carries() -> None:
+    """`pip install .` in the image's build stage needs every directory pyproject maps."""
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        mapped = tomllib.load(file)["tool"]["setuptools"]["package-dir"].values()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert mapped and all(f"\nCOPY {d} ./{d}\n" in dockerfile for d in mapped)

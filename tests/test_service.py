@@ -106,7 +106,9 @@ def test_a_configured_token_is_required_except_for_the_page_and_health() -> None
         assert classify(web.port, SPAM[0].read_bytes(), "message/rfc822", **wrong)[0] == 401
         right = {"Authorization": f"Bearer {TOKEN}"}
         assert classify(web.port, SPAM[0].read_bytes(), "message/rfc822", **right)[0] == 200
-        assert request(web.port, "/metrics")[0] == 401
+        status, headers, body = request(web.port, "/metrics")
+        assert status == 401 and headers["WWW-Authenticate"] == 'Bearer realm="spamd"'
+        assert "Authorization: Bearer" in json.loads(body)["error"]
         assert request(web.port, "/metrics", None, **right)[0] == 200
         assert request(web.port, "/")[0] == 200
         assert request(web.port, "/healthz")[0] == 503  # answered, unhealthy
@@ -278,5 +280,8 @@ def test_check_config_connect_reports_each_account(mailbox: Box, tmp_path: Path)
     assert good.startswith(f"{mailbox.user}: connected to 127.0.0.1:")
     assert "  Junk folder: found 'Junk' (marked \\Junk (SPECIAL-USE))" in details
     assert "  IDLE: new mail is seen within a second" in details
-    assert bad.startswith("wrong: FAILED: wrong: login refused")
+    assert bad == (
+        "wrong: FAILED: login refused: [AUTHENTICATIONFAILED] Authentication failed.; "
+        "check the account's username and password (or token)"
+    )
     assert "not-the-password" not in done.stdout + done.stderr
