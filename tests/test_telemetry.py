@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from spamd import config as config_lib
 from spamd import log as log_lib
 from spamd import sandbox
 from spamd.config import Account
@@ -31,6 +32,7 @@ from spamd.telemetry import ProcessMetrics, Telemetry
 from spamd.watcher import FolderWatcher, Readings, read, read_all
 from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM, Box, Events, spamd_config, wait_until
 from tests.reliability.proxy import FaultProxy
+from tests.test_learning import junk_seen
 
 PROMTOOL = shutil.which("promtool")
 
@@ -118,6 +120,7 @@ def test_every_counter_moves_at_log_level_warning_and_promtool_finds_nothing(
             mailbox.append(HAM[0].read_bytes())  # the next sync moves the spam after all
             wait_until(lambda: metric(port, "spamd_moves_total", account=user) == 1)
             wait_until(lambda: mailbox.count("Junk") == 1)
+            junk_seen(mailbox, config_lib.load(config_file, SHIPPED_MODEL))
             move_all(mailbox, "Junk", "INBOX")  # the user: "not spam"
             # Generous: under load, the rescue waits for IDLE news through the proxy.
             wait_until(
