@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
@@ -271,3 +274,27 @@ def inbox_watcher(config: Config, state: State, connect: Callable[[Account], Any
         log=Events.logger(),
         stop=threading.Event(),
     )
+
+
+@contextlib.contextmanager
+def daemon(config_file: Path, **env: str) -> Iterator[list[str]]:
+    """`spamd run` in a child process (with `env` added to ours); yields the lines it
+    has printed so far, and stops it on the way out."""
+    output: list[str] = []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spamd", "run", "--config", str(config_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+    )  # fmt: skip
+    reader = threading.Thread(
+        target=lambda: output.extend(line.decode() for line in proc.stdout or []), daemon=True
+    )
+    reader.start()
+    try:
+        yield output
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        reader.join(5)
+        if proc.stdout:
+            proc.stdout.close()

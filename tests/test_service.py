@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from spamd.errors import ConfigError
 from spamd.service import LiveModel
 from spamd.telemetry import Telemetry
 from spamd.web import WebServer
-from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM, Box, Events, wait_until
+from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM, Box, Events, daemon, wait_until
 
 TOKEN = "tok-7Qm2vX9rLk"  # noqa: S105 - a test value, looked for in the logs
 
@@ -203,53 +202,39 @@ def test_daemon_notifies_systemd_serves_metrics_and_health_and_logs_no_secrets(
     body_marker = "The-quiet-heron-counts-seven-lanterns"
     config_file = daemon_config(tmp_path, mailbox, {"listen": "127.0.0.1:0", "token": TOKEN})
     notes = Notifications(tmp_path / "notify.sock")
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "NOTIFY_SOCKET": str(notes.path),
-        "WATCHDOG_USEC": "1000000",
-    }
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    output: list[str] = []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spamd.cli", "run", "--config", str(config_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-    )  # fmt: skip
-    reader = threading.Thread(
-        target=lambda: output.extend(line.decode() for line in proc.stdout or []), daemon=True
-    )
-    reader.start()
     try:
-        wait_until(lambda: "READY=1" in notes.received, what="READY=1")
-        port = next(json.loads(line)["port"] for line in output if '"http_listening"' in line)
-        status, _, health = request(port, "/healthz", None, **auth)
-        assert status == 200
-        account = json.loads(health)["accounts"][mailbox.user]
-        assert account["connected"] is True and account["junk_folder"] == "Junk"
+        with daemon(config_file, NOTIFY_SOCKET=str(notes.path), WATCHDOG_USEC="1000000") as output:
+            wait_until(lambda: "READY=1" in notes.received, what="READY=1")
+            port = next(json.loads(line)["port"] for line in output if '"http_listening"' in line)
+            status, _, health = request(port, "/healthz", None, **auth)
+            assert status == 200
+            account = json.loads(health)["accounts"][mailbox.user]
+            assert account["connected"] is True and account["junk_folder"] == "Junk"
 
-        mailbox.append(SPAM[0].read_bytes())
-        ham = HAM[0].read_bytes().replace(b"\n\n", f"\n\n{body_marker}\n".encode(), 1)
-        mailbox.append(ham)
-        wait_until(lambda: mailbox.count("Junk") == 1 and '"message"' in "".join(output[-50:]))
-        wait_until(lambda: "".join(output).count('"event": "message"') == 2)
-        status, _, metrics = request(port, "/metrics", None, **auth)
-        text = metrics.decode()
-        user = mailbox.user
-        assert f'spamd_messages_total{{account="{user}",reason="score",verdict="spam"}} 1.0' in text
-        assert f'spamd_messages_total{{account="{user}",reason="score",verdict="ham"}} 1.0' in text
-        assert f'spamd_moves_total{{account="{user}"}} 1.0' in text
-        assert "spamd_classification_seconds_count 2.0" in text
-        assert 'spamd_model_info{version="' in text
-        _, _, stats = request(port, "/stats", None, **auth)
-        assert json.loads(stats)["today"] == {"decisions": 2, "junked": 1}
-        wait_until(lambda: "WATCHDOG=1" in notes.received, what="WATCHDOG=1")
-        assert any(n.startswith("STATUS=1/1 accounts connected") for n in notes.received)
+            mailbox.append(SPAM[0].read_bytes())
+            ham = HAM[0].read_bytes().replace(b"\n\n", f"\n\n{body_marker}\n".encode(), 1)
+            mailbox.append(ham)
+            wait_until(lambda: mailbox.count("Junk") == 1 and '"message"' in "".join(output[-50:]))
+            wait_until(lambda: "".join(output).count('"event": "message"') == 2)
+            status, _, metrics = request(port, "/metrics", None, **auth)
+            text = metrics.decode()
+            user = mailbox.user
+            assert (
+                f'spamd_messages_total{{account="{user}",reason="score",verdict="spam"}} 1.0'
+                in text
+            )
+            assert (
+                f'spamd_messages_total{{account="{user}",reason="score",verdict="ham"}} 1.0' in text
+            )
+            assert f'spamd_moves_total{{account="{user}"}} 1.0' in text
+            assert "spamd_classification_seconds_count 2.0" in text
+            assert 'spamd_model_info{version="' in text
+            _, _, stats = request(port, "/stats", None, **auth)
+            assert json.loads(stats)["today"] == {"decisions": 2, "junked": 1}
+            wait_until(lambda: "WATCHDOG=1" in notes.received, what="WATCHDOG=1")
+            assert any(n.startswith("STATUS=1/1 accounts connected") for n in notes.received)
     finally:
-        proc.terminate()
-        proc.wait(10)
-        reader.join(5)
-        if proc.stdout:
-            proc.stdout.close()
         notes.close()
     assert "STOPPING=1" in notes.received
     everything = "".join(output)

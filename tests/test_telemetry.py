@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -30,7 +28,16 @@ from spamd.service import LiveModel
 from spamd.state import State
 from spamd.telemetry import ProcessMetrics, Telemetry
 from spamd.watcher import FolderWatcher, Readings, read, read_all
-from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM, Box, Events, spamd_config, wait_until
+from tests.conftest import (
+    HAM,
+    SHIPPED_MODEL,
+    SPAM,
+    Box,
+    Events,
+    daemon,
+    spamd_config,
+    wait_until,
+)  # fmt: skip
 from tests.reliability.proxy import FaultProxy
 from tests.test_learning import junk_seen
 
@@ -58,29 +65,6 @@ def metric(port: int, name: str, **labels: str) -> float:
         return value(scrape(port), name, **labels)
     except OSError:  # not listening yet
         return 0.0
-
-
-@contextlib.contextmanager
-def daemon(config_file: Path) -> Iterator[list[str]]:
-    """`spamd run` in a child process; yields the lines it prints so far."""
-    output: list[str] = []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spamd", "run", "--config", str(config_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    reader = threading.Thread(
-        target=lambda: output.extend(line.decode() for line in proc.stdout or []), daemon=True
-    )
-    reader.start()
-    try:
-        yield output
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        reader.join(5)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 def move_all(box: Box, source: str, target: str) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -27,6 +25,7 @@ from tests.conftest import (
     SPAM,
     Box,
     Events,
+    daemon,
     running_service,
     spamd_config,
     wait_until,
@@ -220,44 +219,30 @@ def test_hostile_mail_starves_neither_the_watchdog_nor_healthz(
         )
     )
     notes = Notifications(tmp_path / "notify.sock")
-    env = {**os.environ, "NOTIFY_SOCKET": str(notes.path), "WATCHDOG_USEC": "1000000"}
-    output: list[str] = []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spamd.cli", "run", "--config", str(config_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-    )  # fmt: skip
-    reader = threading.Thread(
-        target=lambda: output.extend(line.decode() for line in proc.stdout or []), daemon=True
-    )
-    reader.start()
     health_ms: list[float] = []
     try:
-        wait_until(lambda: "READY=1" in notes.received, what="READY=1")
-        port = next(json.loads(line)["port"] for line in output if '"http_listening"' in line)
-        wait_until(lambda: "WATCHDOG=1" in notes.received, what="the first WATCHDOG=1")
-        watchdogs = notes.received.count("WATCHDOG=1")
-        hostile = {n: KINDS[n](random.Random(n), 256 * 1024) for n in ("unterminated-words",
-                   "unterminated-words-every-field")}  # fmt: skip
-        for raw in hostile.values():
-            mailbox.append(raw)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and "".join(output).count('"event": "message"') < 2:
-            started = time.perf_counter()
-            url = f"http://127.0.0.1:{port}/healthz"
-            with urllib.request.urlopen(url, timeout=10) as answer:
-                assert answer.status in (200, 503)
-            health_ms.append((time.perf_counter() - started) * 1000)
-            time.sleep(0.1)
-        handled = [json.loads(line) for line in output if '"event": "message"' in line]
-        assert len(handled) == 2, "the hostile messages were not handled within 120 s"
-        # Each message is handled in well under a watchdog period: WATCHDOG=1 keeps coming.
-        wait_until(lambda: notes.received.count("WATCHDOG=1") > watchdogs + 2, timeout=5)
+        with daemon(config_file, NOTIFY_SOCKET=str(notes.path), WATCHDOG_USEC="1000000") as output:
+            wait_until(lambda: "READY=1" in notes.received, what="READY=1")
+            port = next(json.loads(line)["port"] for line in output if '"http_listening"' in line)
+            wait_until(lambda: "WATCHDOG=1" in notes.received, what="the first WATCHDOG=1")
+            watchdogs = notes.received.count("WATCHDOG=1")
+            hostile = {n: KINDS[n](random.Random(n), 256 * 1024) for n in ("unterminated-words",
+                       "unterminated-words-every-field")}  # fmt: skip
+            for raw in hostile.values():
+                mailbox.append(raw)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and "".join(output).count('"event": "message"') < 2:
+                started = time.perf_counter()
+                url = f"http://127.0.0.1:{port}/healthz"
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    assert answer.status in (200, 503)
+                health_ms.append((time.perf_counter() - started) * 1000)
+                time.sleep(0.1)
+            handled = [json.loads(line) for line in output if '"event": "message"' in line]
+            assert len(handled) == 2, "the hostile messages were not handled within 120 s"
+            # Each message is handled in well under a watchdog period: WATCHDOG=1 keeps coming.
+            wait_until(lambda: notes.received.count("WATCHDOG=1") > watchdogs + 2, timeout=5)
     finally:
-        proc.terminate()
-        proc.wait(10)
-        reader.join(5)
-        if proc.stdout:
-            proc.stdout.close()
         notes.close()
     assert all(m["reason"] == "score" for m in handled)
     report(
