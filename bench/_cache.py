@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _mail import without_artefacts  # noqa: E402
 
-from spamd import corpus  # noqa: E402
-from spamd.features import CHANNELS, extract  # noqa: E402
-from spamd.message import DEFAULT_MAX_BYTES, delivery_time, parse  # noqa: E402
+from spamd.core.features import CHANNELS, extract  # noqa: E402
+from spamd.core.message import DEFAULT_MAX_BYTES, delivery_time, parse  # noqa: E402
+from spamd.training import corpus  # noqa: E402
 
 CORPORA = ROOT.parent / "shared" / "corpora"
 CACHE = ROOT / "bench" / "results" / "cache"
@@ -35,7 +35,7 @@ def as_shown(raw: bytes) -> bytes:
     return _SPAM_TAG.sub(rb"\1", without_artefacts(raw))
 
 
-READING = ("spamd/message.py", "spamd/features.py", "bench/_mail.py", "bench/_cache.py")
+READING = ("spamd/core/message.py", "spamd/core/features.py", "bench/_mail.py", "bench/_cache.py")
 
 
 def key(name: str, modules: tuple[str, ...] = READING) -> str:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from spamd import corpus, evaluation, metrics
-from spamd import model as model_lib
-from spamd.features import CHANNELS
-from spamd.message import DEFAULT_MAX_BYTES
+from spamd.core.features import CHANNELS
+from spamd.core.message import DEFAULT_MAX_BYTES
+from spamd.training import corpus, evaluation, metrics
+from spamd.training import model as model_lib
 
 DEFAULT_CORPORA = Path(__file__).resolve().parent.parent.parent / "shared/corpora"
 VARIANTS: list[dict[str, Any]] = [

@@ -44,11 +44,11 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _mail import without_artefacts  # noqa: E402
 
-from spamd import corpus, evaluation, metrics  # noqa: E402
-from spamd import model as model_lib  # noqa: E402
-from spamd import scorer as scorer_lib  # noqa: E402
-from spamd.features import DEFAULT_CHANNELS, extract  # noqa: E402
-from spamd.message import DEFAULT_MAX_BYTES, parse  # noqa: E402
+from spamd.core import scorer as scorer_lib  # noqa: E402
+from spamd.core.features import DEFAULT_CHANNELS, extract  # noqa: E402
+from spamd.core.message import DEFAULT_MAX_BYTES, parse  # noqa: E402
+from spamd.training import corpus, evaluation, metrics  # noqa: E402
+from spamd.training import model as model_lib  # noqa: E402
 
 DEFAULT_CORPUS = (
     Path(__file__).resolve().parent.parent.parent / "shared/corpora/spamassassin_public"

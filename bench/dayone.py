@@ -45,20 +45,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cache import CACHE, CORPORA, NAMES, READING, as_shown, examples, key
 
-from spamd import calibration, metrics, personal
-from spamd import model as model_lib
-from spamd.corpus import Examples
+from spamd.core import calibration, personal
+from spamd.core.scorer import DEFAULT_FP_BUDGET, Scorer
 from spamd.errors import CalibrationError
-from spamd.scorer import DEFAULT_FP_BUDGET, Scorer
+from spamd.training import metrics
+from spamd.training import model as model_lib
+from spamd.training.corpus import Examples
 
 CORRECTION_WEIGHT = 5.0  # a user's correction against one label guessed from a folder
 
 
 def base_scorer(name: str) -> Scorer:
     """The shipped pipeline trained on one whole corpus (cached)."""
-    path = (
-        CACHE / f"base-{name}-{key(name, (*READING, 'spamd/model.py', 'spamd/scorer.py'))}.pickle"
-    )
+    sources = (*READING, "spamd/training/model.py", "spamd/core/scorer.py")
+    path = CACHE / f"base-{name}-{key(name, sources)}.pickle"
     if path.exists():
         with path.open("rb") as handle:
             cached: Scorer = pickle.load(handle)  # noqa: S301 - our own cache file

@@ -45,15 +45,17 @@ import numpy as np
 from _daemon import CORPORA, account, events, spamd, write_config
 from _mail import without_artefacts
 
-from spamd import corpus, metrics, sandbox, watcher
-from spamd import model as model_lib
-from spamd.features import DEFAULT_CHANNELS
-from spamd.imap import Fetched
-from spamd.message import DEFAULT_MAX_BYTES, delivery_time
-from spamd.retrain import retrain
-from spamd.scorer import load
-from spamd.state import FILE_NAME, State
-from spamd.versions import ModelStore
+from spamd.core.features import DEFAULT_CHANNELS
+from spamd.core.message import DEFAULT_MAX_BYTES, delivery_time
+from spamd.core.scorer import load
+from spamd.daemon import watcher
+from spamd.demo import sandbox
+from spamd.mail.imap import Fetched
+from spamd.store.state import FILE_NAME, State
+from spamd.store.versions import ModelStore
+from spamd.training import corpus, metrics
+from spamd.training import model as model_lib
+from spamd.training.retrain import retrain
 
 MAX_BYTES = DEFAULT_MAX_BYTES
 

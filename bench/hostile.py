@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spamd.scorer import load
+from spamd.core.scorer import load
 from tests.reliability.hostile import KINDS, TRICKS
 
 ROOT = Path(__file__).resolve().parent.parent

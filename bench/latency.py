@@ -17,7 +17,7 @@ from pathlib import Path
 import imapclient
 from _daemon import CORPORA, account, drain, percentile, spamd, spread, wait_for, write_config
 
-from spamd import sandbox
+from spamd.demo import sandbox
 
 
 def main() -> None:

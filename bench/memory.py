@@ -18,7 +18,7 @@ from pathlib import Path
 
 from _daemon import account, rss_kb, spamd, wait_for, write_config
 
-from spamd import sandbox
+from spamd.demo import sandbox
 
 
 def measure(port: int, users: list[str], settle: float) -> int:

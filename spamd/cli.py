@@ -21,14 +21,16 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from spamd import __version__, corpus, versions
-from spamd import config as config_lib
-from spamd import log as log_lib
-from spamd import scorer as scorer_lib
+from spamd import __version__
+from spamd.core import scorer as scorer_lib
+from spamd.core.features import DEFAULT_CHANNELS
+from spamd.core.layout import Listing, explain, find_junk, match_folder, move_method
+from spamd.core.message import DEFAULT_MAX_BYTES
 from spamd.errors import ConfigError, InputError, ModelError, SpamdError, UnreadableMessage
-from spamd.features import DEFAULT_CHANNELS
-from spamd.layout import Listing, explain, find_junk, match_folder, move_method
-from spamd.message import DEFAULT_MAX_BYTES
+from spamd.ops import config as config_lib
+from spamd.ops import log as log_lib
+from spamd.store import versions
+from spamd.training import corpus
 
 T = TypeVar("T")
 
@@ -268,7 +270,7 @@ def _train(args: argparse.Namespace) -> int:
     if not args.out:
         args.usage_error("--corpus needs --out")
     examples = _load_examples(args.corpus)
-    from spamd import model as model_lib  # noqa: PLC0415 - scikit-learn only when training
+    from spamd.training import model as model_lib  # noqa: PLC0415 - scikit-learn only when training
 
     trained = model_lib.train(
         examples.features,
@@ -293,8 +295,8 @@ def _train_from_imap(args: argparse.Namespace) -> int:
         args.usage_error(f"--limit must be at least 1, got {args.limit}")
     config = _load_config(args)
     account = config.account(args.account)
-    from spamd import bootstrap  # noqa: PLC0415 - IMAP and scikit-learn only here
-    from spamd.imap import Connection  # noqa: PLC0415
+    from spamd.daemon import bootstrap  # noqa: PLC0415 - IMAP and scikit-learn only here
+    from spamd.mail.imap import Connection  # noqa: PLC0415
 
     _say(f"spamd: reading {account.name}'s folders and retraining…")
     result = bootstrap.run(config, account, args.limit, Connection.open)
@@ -337,7 +339,7 @@ def _print_verdict(out: TextIO, path: str, score: float, spam: bool, jsonl: bool
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from spamd import evaluation, metrics  # noqa: PLC0415 - scikit-learn only here
+    from spamd.training import evaluation, metrics  # noqa: PLC0415 - scikit-learn only here
 
     if args.plot:
         evaluation.check_plotting(args.plot)  # before the work, not after it
@@ -348,7 +350,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise SpamdError(
             "the test part holds only one class: use more mail or a larger --test-size"
         )
-    from spamd import model as model_lib  # noqa: PLC0415 - scikit-learn only when training
+    from spamd.training import model as model_lib  # noqa: PLC0415 - scikit-learn only when training
 
     trained = model_lib.train(
         train_set.features, train_set.labels, on_step=lambda step: _say(f"spamd: {step}…")
@@ -414,8 +416,8 @@ def _load_config(args: argparse.Namespace) -> config_lib.Config:
 
 def _run(args: argparse.Namespace) -> int:
     config = _load_config(args)
-    from spamd import service  # noqa: PLC0415 - the daemon's imports only for daemon commands
-    from spamd.telemetry import Telemetry  # noqa: PLC0415
+    from spamd.daemon import service  # noqa: PLC0415 - the daemon's imports only for daemon commands
+    from spamd.ops.telemetry import Telemetry  # noqa: PLC0415
 
     telemetry = Telemetry()
     log_lib.configure(config.log_level, config.log_format, counters=telemetry.processor)
@@ -428,7 +430,7 @@ def _scan(args: argparse.Namespace) -> int:
     config = _load_config(args)
     account = config.account(args.account)
     log_lib.configure(config.log_level, config.log_format, stream=sys.stderr)
-    from spamd import service  # noqa: PLC0415
+    from spamd.daemon import service  # noqa: PLC0415
 
     folders = [args.folder] if args.folder else list(account.folders)
     bar = None
@@ -537,8 +539,8 @@ def _model_rollback(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _state(config: config_lib.Config) -> Iterator[Any]:
-    from spamd.service import state_path  # noqa: PLC0415
-    from spamd.state import State  # noqa: PLC0415
+    from spamd.daemon.service import state_path  # noqa: PLC0415
+    from spamd.store.state import State  # noqa: PLC0415
 
     state = State(state_path(config))
     try:
@@ -581,7 +583,7 @@ def _corrections_restore(args: argparse.Namespace) -> int:
 
 
 def _retrain_now(config: config_lib.Config, state: Any) -> int:
-    from spamd import retrain  # noqa: PLC0415 - scikit-learn only when retraining
+    from spamd.training import retrain  # noqa: PLC0415 - scikit-learn only when retraining
 
     outcome = retrain.retrain(_store(config), state)
     live = "live now" if outcome.promoted else f"refused: {outcome.refused}"
@@ -615,7 +617,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _check_connections(config: config_lib.Config) -> int:
     """Log in to each account and report, changing nothing on the server, what
     spamd would do there; 1 if anything would stop an account's filtering."""
-    from spamd.imap import Connection  # noqa: PLC0415 - the IMAP library only here
+    from spamd.mail.imap import Connection  # noqa: PLC0415 - the IMAP library only here
 
     failed = 0
     for account in config.accounts:
@@ -671,7 +673,7 @@ def _unnamed(exc: SpamdError, account: str) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from spamd import demo  # noqa: PLC0415
+    from spamd.demo import run as demo  # noqa: PLC0415
 
     return demo.main(args.samples, args.model)
 

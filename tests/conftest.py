@@ -17,15 +17,15 @@ import imapclient
 import pytest
 import structlog
 
-from spamd import config as config_lib
-from spamd import corpus
-from spamd import message as message_lib
-from spamd import model as model_lib
-from spamd.config import Account, Config
-from spamd.features import DEFAULT_CHANNELS
-from spamd.service import LiveModel, Service
-from spamd.state import State
-from spamd.watcher import FolderWatcher
+from spamd.core import message as message_lib
+from spamd.core.features import DEFAULT_CHANNELS
+from spamd.daemon.service import LiveModel, Service
+from spamd.daemon.watcher import FolderWatcher
+from spamd.ops import config as config_lib
+from spamd.ops.config import Account, Config
+from spamd.store.state import State
+from spamd.training import corpus
+from spamd.training import model as model_lib
 from tests import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import imapclient
 
-from spamd.sandbox import SandboxError, free_port, greeted
+from spamd.demo.sandbox import SandboxError, free_port, greeted
 from tests.sandbox import Layout
 
 PACKAGES = Path(__file__).resolve().parent.parent / ".cyrus"  # made by scripts/cyrus

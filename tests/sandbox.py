@@ -1,4 +1,4 @@
-"""The test Dovecot: the demo's (`spamd.sandbox`) in the server layouts of the field.
+"""The test Dovecot: the demo's (`spamd.demo.sandbox`) in the server layouts of the field.
 
 Real servers differ from Dovecot's defaults (FIELD-NOTES.md): a personal
 namespace ``INBOX.`` with ``.`` as separator (Courier, Debian's stock Cyrus,
@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from spamd import sandbox as shipped
+from spamd.demo import sandbox as shipped
 
 # Dovecot 2.3's post-login capabilities, for hiding some of them (e.g. MOVE or IDLE).
 CAPABILITIES = (

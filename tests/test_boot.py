@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spamd import sandbox
+from spamd.demo import sandbox
 from tests.conftest import ROOT, SPAM, Box, wait_until
 
 # Root's cache of a Debian tree, kept between runs (debootstrap takes a minute or two).

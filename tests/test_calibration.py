@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from spamd import calibration, personal, policy
+from spamd.core import calibration, personal, policy
+from spamd.core.scorer import Scorer, load
 from spamd.errors import CalibrationError
-from spamd.scorer import Scorer, load
 from tests.conftest import SAMPLES, SHIPPED_MODEL, message
 
 BUDGET = 0.001
@@ -154,7 +154,7 @@ def test_a_calibration_is_stored_as_json_and_a_damaged_one_is_named() -> None:
 def test_an_accounts_calibration_becomes_per_account_gauges() -> None:
     from prometheus_client import generate_latest  # noqa: PLC0415
 
-    from spamd.telemetry import Telemetry  # noqa: PLC0415
+    from spamd.ops.telemetry import Telemetry  # noqa: PLC0415
 
     telemetry = Telemetry()
     telemetry.calibrated("ann", 0.91, 0.98, 400, 20)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spamd import config as config_lib
 from spamd.errors import ConfigError
+from spamd.ops import config as config_lib
 from tests.conftest import example_config
 
 MODEL = Path("models/default.joblib")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spamd import config as config_lib
 from spamd.cli import DEFAULT_CONFIG, EX_CONFIG, main
 from spamd.errors import ConfigError
+from spamd.ops import config as config_lib
 from tests.conftest import HAM, ROOT, SHIPPED_MODEL, Box, wait_until
 from tests.test_service import Notifications
 
@@ -110,7 +110,8 @@ def test_python_dash_m_spamd_is_the_command() -> None:
 
 WATCHER_DIES = """
 import sys
-from spamd import cli, service, watcher
+from spamd import cli
+from spamd.daemon import service, watcher
 
 first_sync = watcher.FolderWatcher.sync
 

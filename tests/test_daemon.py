@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spamd import sandbox as shipped
-from spamd import watcher
-from spamd.config import Account, Config
+from spamd.daemon import watcher
+from spamd.daemon.service import Service, scan, state_path
+from spamd.demo import sandbox as shipped
 from spamd.errors import TransientMailboxError
-from spamd.imap import Connection
-from spamd.service import Service, scan, state_path
-from spamd.state import State
+from spamd.mail.imap import Connection
+from spamd.ops.config import Account, Config
+from spamd.store.state import State
 from tests import sandbox
 from tests.conftest import (
     HAM,

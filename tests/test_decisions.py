@@ -9,11 +9,18 @@ from typing import Any
 
 import pytest
 
-from spamd import watcher
-from spamd.config import Account, Secret
-from spamd.decisions import SERVER_ACTED, TRANSITIONS, UNFINISHED, IllegalTransition, Status, check
-from spamd.layout import MoveMethod
-from spamd.state import Decision, State
+from spamd.core.decisions import (
+    SERVER_ACTED,
+    TRANSITIONS,
+    UNFINISHED,
+    IllegalTransition,
+    Status,
+    check,
+)
+from spamd.core.layout import MoveMethod
+from spamd.daemon import watcher
+from spamd.ops.config import Account, Secret
+from spamd.store.state import Decision, State
 from tests.conftest import Events
 
 

@@ -7,9 +7,9 @@ import unicodedata
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from spamd import features
-from spamd.features import extract, tokenize
-from spamd.message import parse
+from spamd.core import features
+from spamd.core.features import extract, tokenize
+from spamd.core.message import parse
 from tests.conftest import message
 
 FOOTER = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spamd.identity import RESCUE_WINDOW, Sighting, arrival, mail_key, message_id, rescue_of
+from spamd.core.identity import RESCUE_WINDOW, Sighting, arrival, mail_key, message_id, rescue_of
 from tests.conftest import SPAM
 
 RAW = SPAM[0].read_bytes()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spamd.layout import (
+from spamd.core.layout import (
     Folder,
     Listing,
     Namespace,

@@ -18,10 +18,10 @@ from typing import cast
 import imapclient
 import pytest
 
+from spamd.daemon.service import state_path
 from spamd.errors import TransientMailboxError
-from spamd.imap import Connection
-from spamd.service import state_path
-from spamd.state import State
+from spamd.mail.imap import Connection
+from spamd.store.state import State
 from tests import cyrus
 from tests.conftest import (
     HAM,

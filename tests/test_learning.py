@@ -16,18 +16,19 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from spamd import learning, policy, retrain
-from spamd import model as model_lib
-from spamd.config import Config
-from spamd.features import extract
-from spamd.imap import Connection
-from spamd.learning import Correction, Fingerprints, fingerprint
-from spamd.message import parse
-from spamd.scorer import Scorer
-from spamd.service import LiveModel, Service, state_path
-from spamd.state import State
-from spamd.versions import BASE, ModelStore
-from spamd.watcher import FolderWatcher, Memory, Readings, read_all
+from spamd.core import learning, policy
+from spamd.core.features import extract
+from spamd.core.learning import Correction, Fingerprints, fingerprint
+from spamd.core.message import parse
+from spamd.core.scorer import Scorer
+from spamd.daemon.service import LiveModel, Service, state_path
+from spamd.daemon.watcher import FolderWatcher, Memory, Readings, read_all
+from spamd.mail.imap import Connection
+from spamd.ops.config import Config
+from spamd.store.state import State
+from spamd.store.versions import BASE, ModelStore
+from spamd.training import model as model_lib
+from spamd.training import retrain
 from tests.conftest import (
     HAM,
     ROOT,

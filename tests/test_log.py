@@ -12,7 +12,7 @@ import pytest
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from spamd import log as log_lib
+from spamd.ops import log as log_lib
 from tests.conftest import wait_until
 
 

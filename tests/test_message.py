@@ -11,7 +11,7 @@ import time
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from spamd.message import (
+from spamd.core.message import (
     DEFAULT_MAX_BYTES,
     MAX_TEXT_CHARS,
     _split_head,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from spamd.metrics import recall_at_fpr, report, threshold_for_fpr
+from spamd.training.metrics import recall_at_fpr, report, threshold_for_fpr
 
 
 def test_threshold_keeps_ham_above_it_within_the_budget() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from spamd import model as model_lib
-from spamd import scorer as scorer_lib
+from spamd.core import scorer as scorer_lib
 from spamd.errors import ModelError
+from spamd.training import model as model_lib
 from tests.conftest import SAMPLES, SHIPPED_MODEL
 
 

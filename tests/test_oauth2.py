@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from spamd.errors import AuthError
-from spamd.imap import Connection
+from spamd.mail.imap import Connection
 from tests import sandbox
 from tests.conftest import spamd_config
 

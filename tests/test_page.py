@@ -12,8 +12,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as shown
 from selenium.webdriver.support.ui import WebDriverWait
 
-from spamd.config import Secret
-from spamd.telemetry import Telemetry
+from spamd.ops.config import Secret
+from spamd.ops.telemetry import Telemetry
 from tests.conftest import SPAM
 from tests.test_service import TOKEN, listener
 

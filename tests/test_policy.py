@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spamd import policy
+from spamd.core import policy
 
 
 @pytest.mark.parametrize(

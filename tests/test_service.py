@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from spamd import config as config_lib
-from spamd.config import Http, Secret
+from spamd.daemon.service import LiveModel
 from spamd.errors import ConfigError
-from spamd.service import LiveModel
-from spamd.telemetry import Telemetry
-from spamd.web import WebServer
+from spamd.ops import config as config_lib
+from spamd.ops.config import Http, Secret
+from spamd.ops.telemetry import Telemetry
+from spamd.ops.web import WebServer
 from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM, Box, Events, daemon, wait_until
 
 TOKEN = "tok-7Qm2vX9rLk"  # noqa: S105 - a test value, looked for in the logs

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from spamd.daemon.watcher import SETUP_RETRY
 from spamd.errors import SetupError
-from spamd.imap import Connection
-from spamd.watcher import SETUP_RETRY
+from spamd.mail.imap import Connection
 from tests.conftest import ROOT, SHIPPED_MODEL, Box, running_service, spamd_config, wait_until
 from tests.sandbox import LAYOUTS, Dovecot, Layout, running
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from spamd.decisions import IllegalTransition, Status
-from spamd.learning import BOOTSTRAP, Correction, Label
-from spamd.state import Decision, FolderMark, State
+from spamd.core.decisions import IllegalTransition, Status
+from spamd.core.learning import BOOTSTRAP, Correction, Label
+from spamd.store.state import Decision, FolderMark, State
 
 
 def decision(uid: int, status: Status = Status.DONE, uidvalidity: int = 7) -> Decision:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from spamd.config import Config
-from spamd.service import state_path
-from spamd.state import State
+from spamd.daemon.service import state_path
+from spamd.ops.config import Config
+from spamd.store.state import State
 from tests.conftest import HAM, SPAM, Box, running_service, spamd_config, wait_until
 
 

@@ -18,16 +18,16 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from spamd import config as config_lib
-from spamd import log as log_lib
-from spamd import sandbox
-from spamd.config import Account
-from spamd.imap import Connection
-from spamd.scorer import Scorer, load
-from spamd.service import LiveModel
-from spamd.state import State
-from spamd.telemetry import ProcessMetrics, Telemetry
-from spamd.watcher import FolderWatcher, Readings, read, read_all
+from spamd.core.scorer import Scorer, load
+from spamd.daemon.service import LiveModel
+from spamd.daemon.watcher import FolderWatcher, Readings, read, read_all
+from spamd.demo import sandbox
+from spamd.mail.imap import Connection
+from spamd.ops import config as config_lib
+from spamd.ops import log as log_lib
+from spamd.ops.config import Account
+from spamd.ops.telemetry import ProcessMetrics, Telemetry
+from spamd.store.state import State
 from tests.conftest import (
     HAM,
     SHIPPED_MODEL,

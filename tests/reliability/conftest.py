@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from spamd.scorer import Scorer, load
-from spamd.state import Decision, State
+from spamd.core.scorer import Scorer, load
+from spamd.store.state import Decision, State
 from tests import sandbox
 from tests.conftest import HAM, SHIPPED_MODEL, SPAM, Box
 from tests.reliability.proxy import FaultProxy

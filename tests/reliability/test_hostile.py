@@ -15,9 +15,9 @@ import pytest
 import structlog
 import yaml
 
-from spamd.scorer import Scorer, load
-from spamd.service import Service
-from spamd.telemetry import Telemetry
+from spamd.core.scorer import Scorer, load
+from spamd.daemon.service import Service
+from spamd.ops.telemetry import Telemetry
 from tests.conftest import (
     HAM,
     ROOT,

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from spamd import web as web_module
-from spamd.config import Secret
-from spamd.web import MAX_CONNECTIONS, MAX_SCORING
+from spamd.ops import web as web_module
+from spamd.ops.config import Secret
+from spamd.ops.web import MAX_CONNECTIONS, MAX_SCORING
 from tests.conftest import ROOT, SPAM, Box, wait_until
 from tests.reliability.conftest import Report
 from tests.test_service import TOKEN, classify, daemon_config, listener, request

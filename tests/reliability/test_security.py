@@ -20,11 +20,11 @@ import imapclient
 import pytest
 import yaml
 
-from spamd import scorer as scorer_lib
+from spamd.core import scorer as scorer_lib
+from spamd.daemon.service import LiveModel, Service
 from spamd.errors import AuthError, ModelError, SpamdError
-from spamd.imap import Connection
-from spamd.service import LiveModel, Service
-from spamd.state import FILE_NAME, FolderMark, State
+from spamd.mail.imap import Connection
+from spamd.store.state import FILE_NAME, FolderMark, State
 from tests import sandbox
 from tests.conftest import (
     ROOT,
@@ -189,10 +189,11 @@ def test_retrain_runs_no_code_from_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shared = tmp_path / "shared"  # a world-writable directory someone starts spamd from
-    (shared / "spamd").mkdir(parents=True)
+    (shared / "spamd" / "training").mkdir(parents=True)
     shared.chmod(0o1777)
     (shared / "spamd" / "__init__.py").write_text("")
-    (shared / "spamd" / "retrain.py").write_text(PLANTED)
+    (shared / "spamd" / "training" / "__init__.py").write_text("")
+    (shared / "spamd" / "training" / "retrain.py").write_text(PLANTED)
     monkeypatch.chdir(shared)
     monkeypatch.setenv("PYTHONPATH", str(shared))
     account: dict[str, object] = {
@@ -209,5 +210,7 @@ def test_retrain_runs_no_code_from_the_working_directory(
     finally:
         service.state.close()
     assert not (shared / "PLANTED-RAN").exists()
-    (failed,) = events.named("retrain_failed")  # the real spamd.retrain: no such base model
+    (failed,) = events.named(
+        "retrain_failed"
+    )  # the real spamd.training.retrain: no such base model
     assert "missing.joblib" in str(failed["error"]), failed

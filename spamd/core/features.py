@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spamd.message import ParsedMessage
+from spamd.core.message import ParsedMessage
 
 FEATURE_VERSION = 3  # 2: tokens hashed with CRC-32; 3: body words without pairs, CJK pairs
 MAX_BODY_CHARS = 20_000  # enough to decide; keeps scoring time flat for long mail

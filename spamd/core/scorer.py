@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from spamd.core.features import FEATURE_VERSION, Counted, Features, count, extract
+from spamd.core.message import DEFAULT_MAX_BYTES, parse
 from spamd.errors import ModelError, UnreadableMessage
-from spamd.features import FEATURE_VERSION, Counted, Features, count, extract
-from spamd.message import DEFAULT_MAX_BYTES, parse
 
 MODEL_FORMAT = "spamd-model/2"
 DEFAULT_FP_BUDGET = 0.001

@@ -1,6 +1,6 @@
 """Retraining from users' corrections, with a guard before anything goes live.
 
-Runs in its own process (``python -m spamd.retrain``, started by the daemon's
+Runs in its own process (``python -m spamd.training.retrain``, started by the daemon's
 retrain job or by `spamd model retrain`), so the daemon never imports
 scikit-learn. Steps:
 
@@ -41,16 +41,16 @@ import scipy.sparse as sp
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from spamd import metrics
-from spamd import model as model_lib
-from spamd import scorer as scorer_lib
-from spamd.calibration import MIN_THRESHOLD
+from spamd.core import scorer as scorer_lib
+from spamd.core.calibration import MIN_THRESHOLD
+from spamd.core.features import extract
+from spamd.core.learning import BOOTSTRAP, Correction
+from spamd.core.message import parse
 from spamd.errors import ModelError, SpamdError
-from spamd.features import extract
-from spamd.learning import BOOTSTRAP, Correction
-from spamd.message import parse
-from spamd.state import FILE_NAME, State
-from spamd.versions import ModelStore
+from spamd.store.state import FILE_NAME, State
+from spamd.store.versions import ModelStore
+from spamd.training import metrics
+from spamd.training import model as model_lib
 
 CORRECTION_WEIGHT = 10.0  # one user correction counts as this many base messages
 BOOTSTRAP_WEIGHT = 2.0  # a label guessed from a folder (`spamd train --from-imap`)
@@ -185,7 +185,7 @@ def _refusal(held: metrics.Report, budget: float, wrong: Sequence[Correction]) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spamd.retrain", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m spamd.training.retrain", description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--base", type=Path, required=True, help="the configured model file")
     args = parser.parse_args(argv)

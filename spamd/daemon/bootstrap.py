@@ -22,16 +22,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, zip_longest
 
-from spamd import calibration, learning
-from spamd.config import Account, Config
-from spamd.imap import Fetched
-from spamd.learning import Correction
-from spamd.retrain import Outcome, retrain
-from spamd.scorer import Scorer, load
-from spamd.service import state_path
-from spamd.state import State
-from spamd.versions import ModelStore
-from spamd.watcher import Mailbox, Reading, correction, read
+from spamd.core import calibration, learning
+from spamd.core.learning import Correction
+from spamd.core.scorer import Scorer, load
+from spamd.daemon.service import state_path
+from spamd.daemon.watcher import Mailbox, Reading, correction, read
+from spamd.mail.imap import Fetched
+from spamd.ops.config import Account, Config
+from spamd.store.state import State
+from spamd.store.versions import ModelStore
+from spamd.training.retrain import Outcome, retrain
 
 DEFAULT_LIMIT = 500  # messages per class
 CALIBRATION_LIMIT = 1000  # newest kept and junked messages scored to calibrate an account

@@ -30,9 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from spamd.decisions import UNFINISHED, Status, check
+from spamd.core.decisions import UNFINISHED, Status, check
+from spamd.core.learning import BOOTSTRAP, Correction, Label, to_signed, to_unsigned
 from spamd.errors import SpamdError
-from spamd.learning import BOOTSTRAP, Correction, Label, to_signed, to_unsigned
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (

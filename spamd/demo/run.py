@@ -16,12 +16,12 @@ from pathlib import Path
 
 import yaml
 
-from spamd import config as config_lib
-from spamd import log as log_lib
-from spamd.imap import Connection
-from spamd.message import parse
-from spamd.sandbox import running
-from spamd.service import Service
+from spamd.core.message import parse
+from spamd.daemon.service import Service
+from spamd.demo.sandbox import running
+from spamd.mail.imap import Connection
+from spamd.ops import config as config_lib
+from spamd.ops import log as log_lib
 
 USER, PASSWORD = "demo", "demo-password"
 WAIT = 15.0

@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from spamd.features import Features
+from spamd.core.features import Features
 
 Label = Literal["spam", "ham"]
 

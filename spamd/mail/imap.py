@@ -25,10 +25,10 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from imapclient.imapclient import _literal  # imapclient's one way to send an argument as a literal
 from imapclient.response_parser import parse_message_list
 
-from spamd import layout
-from spamd.config import Account
+from spamd.core import layout
+from spamd.core.layout import Folder, JunkFolder, Listing, Namespace
 from spamd.errors import AuthError, MailboxError, SetupError, TransientMailboxError
-from spamd.layout import Folder, JunkFolder, Listing, Namespace
+from spamd.ops.config import Account
 
 T = TypeVar("T")
 JUNK_FLAG = b"\\Junk"

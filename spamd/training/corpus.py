@@ -16,9 +16,9 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spamd.core.features import Features, extract
+from spamd.core.message import delivery_time, parse
 from spamd.errors import InputError
-from spamd.features import Features, extract
-from spamd.message import delivery_time, parse
 
 CLASSES = ("ham", "spam")
 LABELS = {"ham": 0, "spam": 1}

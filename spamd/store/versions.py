@@ -19,9 +19,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from spamd import scorer as scorer_lib
+from spamd.core import scorer as scorer_lib
+from spamd.core.scorer import Metadata
 from spamd.errors import ModelError, SpamdError
-from spamd.scorer import Metadata
 
 BASE = "base"
 KEEP_VERSIONS = 20  # older retrained versions are deleted (never the live one)

@@ -9,8 +9,8 @@ import numpy as np
 from sklearn.metrics import roc_curve
 from sklearn.model_selection import train_test_split
 
-from spamd.corpus import Examples
 from spamd.errors import InputError
+from spamd.training.corpus import Examples
 
 Split = Literal["stratified", "time"]
 

@@ -40,10 +40,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from spamd.config import Http, is_loopback
+from spamd.core.scorer import Scorer
 from spamd.errors import SpamdError, UnreadableMessage
-from spamd.scorer import Scorer
-from spamd.telemetry import Telemetry
+from spamd.ops.config import Http, is_loopback
+from spamd.ops.telemetry import Telemetry
 
 OPEN_PATHS = ("/", "/healthz")  # answered without the bearer token
 TOP_TERMS = 8
@@ -120,7 +120,7 @@ class WebServer:
         self._token = settings.token.reveal() if settings.token else None
         self.loopback = is_loopback(settings.host)
         self.scoring = threading.BoundedSemaphore(MAX_SCORING)
-        self.page = resources.files("spamd").joinpath("page.html").read_bytes()
+        self.page = resources.files("spamd.ops").joinpath("page.html").read_bytes()
         handler = type("Handler", (_Handler,), {"app": self})
         try:
             self._server = _Server((settings.host, settings.port), handler, log)

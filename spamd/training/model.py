@@ -49,12 +49,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
-from spamd import __version__, metrics
-from spamd import scorer as scorer_lib
-from spamd.calibration import MIN_THRESHOLD
+from spamd import __version__
+from spamd.core import scorer as scorer_lib
+from spamd.core.calibration import MIN_THRESHOLD
+from spamd.core.features import DEFAULT_CHANNELS, Features
+from spamd.core.scorer import DEFAULT_FP_BUDGET, RETRAIN_HINT, Channel, Metadata, Scorer
 from spamd.errors import ModelError
-from spamd.features import DEFAULT_CHANNELS, Features
-from spamd.scorer import DEFAULT_FP_BUDGET, RETRAIN_HINT, Channel, Metadata, Scorer
+from spamd.training import metrics
 
 # The threshold is never below MIN_THRESHOLD (0.9), whatever out-of-fold scores
 # suggest. On a corpus whose classes separate (modern_public alone), no ham scores

@@ -24,20 +24,12 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from spamd import calibration, systemd
-from spamd import config as config_lib
-from spamd import scorer as scorer_lib
-from spamd import state as state_lib
-from spamd.calibration import Calibration
-from spamd.config import Account, Config
-from spamd.errors import SpamdError
-from spamd.imap import Connection
-from spamd.learning import Correction
-from spamd.scorer import Scorer
-from spamd.state import State
-from spamd.telemetry import Telemetry
-from spamd.versions import ModelStore
-from spamd.watcher import (
+from spamd.core import calibration
+from spamd.core import scorer as scorer_lib
+from spamd.core.calibration import Calibration
+from spamd.core.learning import Correction
+from spamd.core.scorer import Scorer
+from spamd.daemon.watcher import (
     FolderWatcher,
     JunkWatcher,
     Mailbox,
@@ -46,7 +38,16 @@ from spamd.watcher import (
     Readings,
     read_all,
 )
-from spamd.web import WebServer
+from spamd.errors import SpamdError
+from spamd.mail.imap import Connection
+from spamd.ops import config as config_lib
+from spamd.ops import systemd
+from spamd.ops.config import Account, Config
+from spamd.ops.telemetry import Telemetry
+from spamd.ops.web import WebServer
+from spamd.store import state as state_lib
+from spamd.store.state import State
+from spamd.store.versions import ModelStore
 
 RETRAIN_TIMEOUT = 900.0
 MODEL_CHECK_INTERVAL = 5.0  # seconds: a promotion, rollback or replaced model file goes live
@@ -257,7 +258,7 @@ class Service:
     def _calibrate(self, account: Account, memory: Memory) -> None:
         """Thread: score the account's newest kept mail and Junk and set its threshold
         (`bootstrap.calibrate`); on too little mail the account stays cautious."""
-        from spamd import bootstrap  # noqa: PLC0415 - bootstrap imports this module
+        from spamd.daemon import bootstrap  # noqa: PLC0415 - bootstrap imports this module
 
         try:
             mailbox = self._connect(account)
@@ -326,7 +327,7 @@ class Service:
         # Isolated (-I): neither the working directory nor PYTHON* variables can put
         # other code on its path; it runs in the state directory, which is spamd's own.
         command = [
-            sys.executable, "-I", "-m", "spamd.retrain",
+            sys.executable, "-I", "-m", "spamd.training.retrain",
             "--state-dir", str(self.config.state_dir), "--base", str(self.config.model_path),
         ]  # fmt: skip
         self._log.info("retraining", corrections_new=len(observed))

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
-from spamd.learning import Label
+from spamd.core.learning import Label
 
 Action = Literal["move", "flag", "log", "keep"]
 

@@ -24,18 +24,18 @@ from datetime import date
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from spamd import identity, learning, policy
-from spamd.calibration import Calibration
-from spamd.config import Account, Mode
-from spamd.decisions import Status
+from spamd.core import identity, learning, policy
+from spamd.core.calibration import Calibration
+from spamd.core.decisions import Status
+from spamd.core.features import extract
+from spamd.core.layout import JunkFolder, Listing, MoveMethod
+from spamd.core.learning import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Correction
+from spamd.core.message import parse
+from spamd.core.scorer import Scorer
 from spamd.errors import AuthError, ConfigError, MailboxError, SetupError, TransientMailboxError
-from spamd.features import extract
-from spamd.imap import Fetched, FolderStatus, IdleEvents
-from spamd.layout import JunkFolder, Listing, MoveMethod
-from spamd.learning import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Correction
-from spamd.message import parse
-from spamd.scorer import Scorer
-from spamd.state import Decision, FolderMark, State
+from spamd.mail.imap import Fetched, FolderStatus, IdleEvents
+from spamd.ops.config import Account, Mode
+from spamd.store.state import Decision, FolderMark, State
 
 T = TypeVar("T")
 BATCH = 200  # UIDs fetched, decided and recorded together

@@ -1,0 +1,1 @@
+"""The running daemon: the service, the folder watchers, first-start training."""

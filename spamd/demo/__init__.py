@@ -1,0 +1,1 @@
+"""`spamd demo`: a private Dovecot on loopback with the sample mail."""

@@ -1,0 +1,1 @@
+"""The mail ports (what the daemon needs of a mailbox) and the IMAP adapter."""

@@ -1,0 +1,1 @@
+"""Running as a service: configuration, logs, metrics, the admin page, systemd."""

@@ -1,0 +1,1 @@
+"""What spamd keeps on disk: the state database and the model versions."""
