@@ -62,7 +62,7 @@ def modules() -> list[str]:
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
-        if parts == ("__init__",) or parts == ("errors",):
+        if parts in {("__init__",), ("errors",)}:
             continue
         found.append(".".join(("spamd", *parts)).removesuffix(".__init__"))
     return found
