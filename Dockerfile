@@ -34,11 +34,9 @@ RUN groupadd --system --gid 10025 spamd \
     && chown spamd:spamd /var/lib/spamd \
     && chmod 0700 /var/lib/spamd
 COPY --from=build /opt/venv /opt/venv
-# The daemon reads only the weights (.npz) and metadata; retraining needs the base data.
-COPY models/default.npz models/default.json models/default.base.npz /opt/spamd/models/
 # SPAMD_HEALTHZ: where the health check asks; change it with the listener's port.
+# The model is the one the wheel carries (spamd/models in the venv).
 ENV PATH=/opt/venv/bin:$PATH \
-    SPAMD_MODEL=/opt/spamd/models/default.joblib \
     SPAMD_HEALTHZ=http://127.0.0.1:8025/healthz \
     PYTHONUNBUFFERED=1
 USER 10025:10025

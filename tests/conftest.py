@@ -16,6 +16,7 @@ from typing import Any
 import imapclient
 import pytest
 import structlog
+import yaml
 
 from spamd.core import message as message_lib
 from spamd.core.features import DEFAULT_CHANNELS
@@ -274,6 +275,24 @@ def inbox_watcher(config: Config, state: State, connect: Callable[[Account], Any
         log=Events.logger(),
         stop=threading.Event(),
     )
+
+
+def daemon_config(directory: Path, accounts: Sequence[dict[str, Any]], **settings: object) -> Path:
+    """`directory`/spamd.yaml for `spamd run`: state in `directory`, the shipped model,
+    these accounts, JSON logs; `settings` add to or replace the top-level keys."""
+    config_file = directory / "spamd.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(directory / "state"),
+                "model": {"path": str(SHIPPED_MODEL)},
+                "accounts": list(accounts),
+                "log": {"format": "json"},
+                **settings,
+            }
+        )
+    )
+    return config_file
 
 
 @contextlib.contextmanager

@@ -23,7 +23,17 @@ from spamd.ops import config as config_lib
 from spamd.ops.config import Http, Secret
 from spamd.ops.telemetry import Telemetry
 from spamd.ops.web import WebServer
-from tests.conftest import HAM, ROOT, SHIPPED_MODEL, SPAM, Box, Events, daemon, wait_until
+from tests.conftest import (
+    HAM,
+    ROOT,
+    SHIPPED_MODEL,
+    SPAM,
+    Box,
+    Events,
+    daemon,
+    daemon_config,
+    wait_until,
+)
 
 TOKEN = "tok-7Qm2vX9rLk"  # noqa: S105 - a test value, looked for in the logs
 
@@ -179,28 +189,13 @@ class Notifications:
         self.sock.close()
 
 
-def daemon_config(tmp_path: Path, box: Box, http: dict[str, object]) -> Path:
-    """A configuration file for `spamd run`: one account, this listener, JSON logs."""
-    config_file = tmp_path / "spamd.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(tmp_path / "state"),
-                "model": {"path": str(SHIPPED_MODEL)},
-                "accounts": [box.settings()],
-                "http": http,
-                "log": {"format": "json"},
-            }
-        )
-    )
-    return config_file
-
-
 def test_daemon_notifies_systemd_serves_metrics_and_health_and_logs_no_secrets(
     mailbox: Box, tmp_path: Path
 ) -> None:
     body_marker = "The-quiet-heron-counts-seven-lanterns"
-    config_file = daemon_config(tmp_path, mailbox, {"listen": "127.0.0.1:0", "token": TOKEN})
+    config_file = daemon_config(
+        tmp_path, [mailbox.settings()], http={"listen": "127.0.0.1:0", "token": TOKEN}
+    )
     notes = Notifications(tmp_path / "notify.sock")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:

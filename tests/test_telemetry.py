@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -35,6 +34,7 @@ from tests.conftest import (
     Box,
     Events,
     daemon,
+    daemon_config,
     spamd_config,
     wait_until,
 )  # fmt: skip
@@ -80,19 +80,13 @@ def test_every_counter_moves_at_log_level_warning_and_promtool_finds_nothing(
 ) -> None:
     proxy = FaultProxy(mailbox.server.imap_port)
     port = sandbox.free_port()
-    config_file = tmp_path / "spamd.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(tmp_path / "state"),
-                "model": {"path": str(SHIPPED_MODEL)},
-                "accounts": [mailbox.settings(port=proxy.port, timeout=3)],
-                "http": {"listen": f"127.0.0.1:{port}"},
-                "log": {"level": "warning", "format": "json"},
-                "learning": {"retrain_delay": 0.2},
-                "housekeeping_interval": 3600,
-            }
-        )
+    config_file = daemon_config(
+        tmp_path,
+        [mailbox.settings(port=proxy.port, timeout=3)],
+        http={"listen": f"127.0.0.1:{port}"},
+        log={"level": "warning", "format": "json"},
+        learning={"retrain_delay": 0.2},
+        housekeeping_interval=3600,
     )
     user = mailbox.user
     try:

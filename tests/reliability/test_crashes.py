@@ -14,12 +14,11 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-import yaml
 
 from spamd.daemon.service import state_path
 from spamd.store.state import FILE_NAME, State
 from tests import sandbox
-from tests.conftest import ROOT, SHIPPED_MODEL, Box, new_box, spamd_config, wait_until
+from tests.conftest import ROOT, Box, daemon_config, new_box, spamd_config, wait_until
 from tests.reliability.conftest import (
     Report,
     all_decided,
@@ -85,17 +84,7 @@ def _trial(dovecot: sandbox.Dovecot, work: Path, trial: int, rng: random.Random)
     messages = {n: variant(n) for n in range(trial * BATCH, (trial + 1) * BATCH)}
     dovecot.seed_maildir(user, [raw for raw, _ in messages.values()])
     settings = box.settings(scan_existing=True)
-    config_file = work / "spamd.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(work / "state"),
-                "model": {"path": str(SHIPPED_MODEL)},
-                "accounts": [settings],
-                "log": {"format": "json"},
-            }
-        )
-    )
+    config_file = daemon_config(work, [settings])
     log = work / "spamd.log"
     junked = sum(j for _, j in messages.values())
     flags = {"MOVE", "UIDPLUS"} <= set(dovecot.layout.hide)

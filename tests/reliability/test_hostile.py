@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-import yaml
 
 from spamd.core.scorer import Scorer, load
 from spamd.daemon.service import Service
@@ -26,6 +25,7 @@ from tests.conftest import (
     Box,
     Events,
     daemon,
+    daemon_config,
     running_service,
     spamd_config,
     wait_until,
@@ -206,18 +206,7 @@ def test_hostile_mail_starves_neither_the_watchdog_nor_healthz(
 ) -> None:
     """A 256 KiB message built to be slow (it took 106 s, holding the GIL) arrives
     while /healthz is asked every 0.1 s and the watchdog is due every 0.5 s."""
-    config_file = tmp_path / "spamd.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(tmp_path / "state"),
-                "model": {"path": str(SHIPPED_MODEL)},
-                "accounts": [mailbox.settings()],
-                "http": {"listen": "127.0.0.1:0"},
-                "log": {"format": "json"},
-            }
-        )
-    )
+    config_file = daemon_config(tmp_path, [mailbox.settings()], http={"listen": "127.0.0.1:0"})
     notes = Notifications(tmp_path / "notify.sock")
     health_ms: list[float] = []
     try:

@@ -24,9 +24,9 @@ import pytest
 from spamd.ops import web as web_module
 from spamd.ops.config import Secret
 from spamd.ops.web import MAX_CONNECTIONS, MAX_SCORING
-from tests.conftest import ROOT, SPAM, Box, wait_until
+from tests.conftest import ROOT, SPAM, Box, daemon_config, wait_until
 from tests.reliability.conftest import Report
-from tests.test_service import TOKEN, classify, daemon_config, listener, request
+from tests.test_service import TOKEN, classify, listener, request
 
 IDLE_CONNECTIONS = 1000  # the first 1,024 descriptors are all a unit gets by default
 
@@ -146,7 +146,7 @@ def daemon(config_file: Path) -> Iterator[tuple[subprocess.Popen[bytes], list[st
 def test_a_thousand_idle_connections_do_not_starve_healthz(
     mailbox: Box, tmp_path: Path, report: Report
 ) -> None:
-    config_file = daemon_config(tmp_path, mailbox, {"listen": "127.0.0.1:0"})
+    config_file = daemon_config(tmp_path, [mailbox.settings()], http={"listen": "127.0.0.1:0"})
     with daemon(config_file) as (proc, output):
         wait_until(lambda: any('"ready"' in line for line in output), what="spamd ready")
         port = next(json.loads(line)["port"] for line in output if '"http_listening"' in line)

@@ -9,10 +9,8 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
-
 from tests import sandbox
-from tests.conftest import ROOT, SHIPPED_MODEL, Box, can_log_in, wait_until
+from tests.conftest import ROOT, Box, can_log_in, daemon_config, wait_until
 from tests.reliability.conftest import Report, variant
 
 RSS_GROWTH_MB = 20.0  # the stated bounds, after warm-up
@@ -38,17 +36,7 @@ def test_memory_and_descriptors_stay_flat_under_a_stream_of_mail(
     dovecot.set_users({**dovecot.users, **dict.fromkeys(users, "pw")})
     boxes = [Box(dovecot, u, "pw", tmp_path) for u in users]
     wait_until(lambda: can_log_in(boxes[-1]), timeout=5)
-    config = tmp_path / "spamd.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(tmp_path / "state"),
-                "model": {"path": str(SHIPPED_MODEL)},
-                "accounts": [b.settings() for b in boxes],
-                "log": {"format": "json"},
-            }
-        )
-    )
+    config = daemon_config(tmp_path, [b.settings() for b in boxes])
     log = tmp_path / "spamd.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
