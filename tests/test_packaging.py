@@ -136,6 +136,29 @@ def test_the_image_takes_the_model_from_the_wheel_only() -> None:
     assert "SPAMD_MODEL" not in dockerfile
 
 
+def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
+    """.dockerignore admits every file or folder the Dockerfile copies (samples/ was
+    copied for the wheel but left out of the context, so `docker build` failed)."""
+    admitted = {
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    copied = [
+        source
+        for line in re.findall(
+            r"^COPY (?!--from)(.*) \S+$", (ROOT / "Dockerfile").read_text(), re.M
+        )
+        for source in line.split()
+    ]
+    assert copied
+    for source in (s.rstrip("/") for s in copied):
+        assert any(
+            source == a or a.startswith(f"{source}/") or source.startswith(f"{a}/")
+            for a in admitted
+        ), f".dockerignore leaves out {source}, which the Dockerfile copies"
+
+
 def fresh_venv(wheel: Path, tmp_path: Path) -> Path:
     """A new venv outside the checkout with the wheel installed; its bin directory.
 
