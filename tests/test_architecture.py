@@ -62,7 +62,7 @@ def modules() -> list[str]:
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
-        if parts == ("__init__",) or parts == ("errors",):
+        if parts in {("__init__",), ("errors",)}:
             continue
         found.append(".".join(("spamd", *parts)).removesuffix(".__init__"))
     return found
@@ -99,6 +99,25 @@ def test_only_the_imap_adapter_imports_the_imap_library() -> None:
         if any(i.split(".")[0] in {"imapclient", "imaplib"} for i in imports_of(path_of(m)))
     }
     assert importers == {"spamd.mail.imap"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """`imports_of`, with `from spamd.mail import imap` counted as `spamd.mail.imap`."""
+    names = imports_of(path)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("spamd"):
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_the_daemon_knows_a_mailbox_by_its_port() -> None:
+    """The watchers and the bootstrap use `spamd.mail.ports` (the `Mailbox` protocol
+    and its values); only the service, which builds the connections, names the adapter."""
+    daemon = [m for m in modules() if layer_of(m) == "daemon"]
+    adapter_users = {m for m in daemon if "spamd.mail.imap" in imported_modules(path_of(m))}
+    assert adapter_users <= {"spamd.daemon.service"}
+    for module in ("spamd.daemon.watcher", "spamd.daemon.bootstrap"):
+        assert "spamd.mail.ports" in imports_of(path_of(module)), module
 
 
 @pytest.mark.parametrize("layer", ["core", "store", "mail", "daemon", "ops"])

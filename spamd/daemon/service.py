@@ -32,7 +32,6 @@ from spamd.core.scorer import Scorer
 from spamd.daemon.watcher import (
     FolderWatcher,
     JunkWatcher,
-    Mailbox,
     Memory,
     Reading,
     Readings,
@@ -40,6 +39,7 @@ from spamd.daemon.watcher import (
 )
 from spamd.errors import SpamdError
 from spamd.mail.imap import Connection
+from spamd.mail.ports import Mailbox
 from spamd.ops import config as config_lib
 from spamd.ops import systemd
 from spamd.ops.config import Account, Config

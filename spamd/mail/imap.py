@@ -15,7 +15,6 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from typing import Any, TypeVar
@@ -28,6 +27,7 @@ from imapclient.response_parser import parse_message_list
 from spamd.core import layout
 from spamd.core.layout import Folder, JunkFolder, Listing, Namespace
 from spamd.errors import AuthError, MailboxError, SetupError, TransientMailboxError
+from spamd.mail.ports import Fetched, FolderStatus, IdleEvents
 from spamd.ops.config import Account
 
 T = TypeVar("T")
@@ -52,25 +52,6 @@ RECEIVED_SKIP = {
 }
 TRASH_NAMES = {"trash", "deleted items", "deleted messages", "bin"}  # servers without SPECIAL-USE
 NOT_RECEIVED_NAMES = {*TRASH_NAMES, "junk", "spam", "drafts", "sent", "sent items", "sent messages"}
-
-
-@dataclass(frozen=True, slots=True)
-class FolderStatus:
-    name: str
-    uidvalidity: int
-    uidnext: int
-    exists: int
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    uid: int
-    raw: bytes  # at most the requested number of bytes
-
-
-@dataclass(frozen=True, slots=True)
-class IdleEvents:
-    changed: bool  # mail arrived or left, or flags changed: time to look again
 
 
 @contextlib.contextmanager
