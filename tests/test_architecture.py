@@ -120,6 +120,11 @@ def test_the_daemon_knows_a_mailbox_by_its_port() -> None:
         assert "spamd.mail.ports" in imports_of(path_of(module)), module
 
 
+def test_the_bootstrap_does_not_import_the_service() -> None:
+    """The service (the composition root) uses the bootstrap, not the other way round."""
+    assert "spamd.daemon.service" not in imported_modules(path_of("spamd.daemon.bootstrap"))
+
+
 @pytest.mark.parametrize("layer", ["core", "store", "mail", "daemon", "ops"])
 def test_the_scoring_path_needs_no_scikit_learn(layer: str) -> None:
     """The daemon's layers load models without unpickling and without scikit-learn."""

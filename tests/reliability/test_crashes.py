@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spamd.daemon.service import state_path
-from spamd.store.state import FILE_NAME, State
+from spamd.store.state import FILE_NAME, State, state_path
 from tests import sandbox
 from tests.conftest import ROOT, SHIPPED_MODEL, Box, new_box, spamd_config, wait_until
 from tests.reliability.conftest import (
