@@ -55,7 +55,17 @@ class UnreadableMessage(SpamdError):
 
 
 class MailboxError(SpamdError):
-    """Talking to an IMAP server failed."""
+    """Talking to an IMAP server failed.
+
+    `code` is the response code the server opened its NO or BAD with (RFC 3501
+    7.1, RFC 5530), upper-case: ``TRYCREATE`` (the target folder does not exist),
+    ``ALREADYEXISTS``, ``NONEXISTENT``, ``OVERQUOTA``, ...; None when it gave
+    none, or when the failure was not the server's answer at all.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TransientMailboxError(MailboxError):

@@ -691,7 +691,7 @@ class FolderWatcher:
             try:
                 outcome = self._move(mailbox, junk, moves)
             except MailboxError as exc:
-                if "TRYCREATE" not in str(exc).upper() or isinstance(exc, TransientMailboxError):
+                if exc.code != "TRYCREATE" or isinstance(exc, TransientMailboxError):
                     raise
                 # Junk was deleted or renamed under us: make it again, then move.
                 self._log.warning("junk_missing", junk=junk)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import imaplib
+import re
 import socket
 import ssl
 import time
@@ -88,7 +89,37 @@ def _mapped(what: str, account: str) -> Iterator[None]:
             f"{account}: connection lost during {what} ({_text(exc)})"
         ) from None
     except (IMAPClientError, imaplib.IMAP4.error) as exc:
-        raise MailboxError(f"{account}: {what} failed ({_text(exc)})") from None
+        code = response_code(server_said(str(exc)))
+        raise MailboxError(f"{account}: {what} failed ({_text(exc)})", code=code) from None
+
+
+# How the libraries word a server's refusal: imapclient "<command> failed: <text>"
+# (a NO, or a BAD, to its own commands); imaplib "<command> command error: BAD
+# [b'<text>']" (a BAD to a command imapclient hands straight to imaplib).
+_REFUSAL = re.compile(
+    r"\S+ (?:failed: (?P<said>.*)|command error: (?:BAD|NO) (?P<data>\[.*\]))", re.S
+)
+_RESPONSE_CODE = re.compile(r"\[([A-Za-z][A-Za-z0-9.-]*)[ \]]")
+
+
+def server_said(error: str) -> str:
+    """The server's own text in a library's error message ("" when it holds none)."""
+    found = _REFUSAL.fullmatch(error)
+    if found is None:
+        return ""
+    if found["said"] is not None:
+        return found["said"]
+    with contextlib.suppress(ValueError, SyntaxError, TypeError, IndexError, AttributeError):
+        said = ast.literal_eval(found["data"])[0]
+        return said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
+    return ""
+
+
+def response_code(said: str) -> str | None:
+    """The response code that opens a server's NO or BAD text, upper-case (RFC 3501
+    7.1, RFC 5530): "[TRYCREATE] Mailbox doesn't exist: Junk" -> "TRYCREATE"."""
+    found = _RESPONSE_CODE.match(said)
+    return found[1].upper() if found else None
 
 
 def _note_changes(imap: imaplib.IMAP4, told: set[str]) -> None:
@@ -228,8 +259,9 @@ class Connection:
         except TransientMailboxError:
             raise
         except MailboxError as exc:
-            # Another connection of ours may have made it meanwhile (Dovecot says
-            # [ALREADYEXISTS], Cyrus only "Mailbox already exists"): look again.
+            # Another connection of ours may have made it meanwhile: look again. LIST
+            # judges, not the answer: Dovecot says so with a code (exc.code ==
+            # "ALREADYEXISTS"), but Cyrus only "Mailbox already exists", with none.
             if layout.match_folder(junk.name, self.listing()) == junk.name:
                 return JunkFolder(junk.name, f"{junk.how}: made meanwhile", exists=True)
             raise SetupError(

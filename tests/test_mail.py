@@ -1,0 +1,98 @@
+"""The IMAP adapter at its boundary: the server's response codes, and change notices.
+
+The parsing is tested on the words the libraries really use; then against the
+real Dovecot, that what it answers reaches `MailboxError.code`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spamd.errors import MailboxError, SetupError, TransientMailboxError
+from spamd.mail import imap
+from spamd.mail.imap import Connection, response_code, server_said
+from tests.conftest import Box, message, spamd_config
+
+# (a library's error message, the server's text in it, its response code), as
+# imapclient 4 and imaplib word them for Dovecot 2.3's answers.
+REFUSALS = [
+    (
+        "move failed: [TRYCREATE] Mailbox doesn't exist: Junk (0.001 + 0.000 secs).",
+        "[TRYCREATE] Mailbox doesn't exist: Junk (0.001 + 0.000 secs).",
+        "TRYCREATE",
+    ),
+    (
+        "create failed: [ALREADYEXISTS] Mailbox already exists (0.001 + 0.000 secs).",
+        "[ALREADYEXISTS] Mailbox already exists (0.001 + 0.000 secs).",
+        "ALREADYEXISTS",
+    ),
+    (
+        "SEARCH failed: [BADCHARSET (UTF-8)] Unknown charset",
+        "[BADCHARSET (UTF-8)] Unknown charset",
+        "BADCHARSET",
+    ),
+    ("delete failed: [nonexistent] No such folder", "[nonexistent] No such folder", "NONEXISTENT"),
+    (  # imaplib: a BAD to a command imapclient hands it
+        "UID command error: BAD [b'[CLIENTBUG] Invalid uidset (0.001 + 0.000 secs).']",
+        "[CLIENTBUG] Invalid uidset (0.001 + 0.000 secs).",
+        "CLIENTBUG",
+    ),
+    (
+        "COPY command error: BAD [b'Error in IMAP command COPY: Invalid messageset']",
+        "Error in IMAP command COPY: Invalid messageset",
+        None,
+    ),
+    # Cyrus: no code at all. The adapter's CREATE asks LIST instead (see find_junk).
+    ("create failed: Mailbox already exists", "Mailbox already exists", None),
+    ("select failed: Mailbox doesn't exist: Nope", "Mailbox doesn't exist: Nope", None),
+    # a code is only a code where the text begins
+    ("copy failed: Over quota [OVERQUOTA] soon", "Over quota [OVERQUOTA] soon", None),
+    # not the server's answer at all
+    ("command: COPY => socket error: EOF", "", None),
+    ("Unexpected IDLE response: b'* BYE'", "", None),
+    ("COPY command error: BAD [b'unterminated", "", None),
+]
+
+
+@pytest.mark.parametrize(("error", "said", "code"), REFUSALS)
+def test_the_servers_words_and_response_code_are_read_from_a_library_error(
+    error: str, said: str, code: str | None
+) -> None:
+    assert server_said(error) == said
+    assert response_code(said) == code
+
+
+def test_a_mailbox_error_has_no_code_unless_the_server_gave_one() -> None:
+    assert MailboxError("x").code is None
+    assert MailboxError("x", code="TRYCREATE").code == "TRYCREATE"
+    assert TransientMailboxError("connection lost").code is None
+    assert SetupError("no Junk", fix="make one").code is None
+
+
+def test_dovecot_says_trycreate_for_a_move_or_copy_to_a_missing_folder(
+    mailbox: Box, tmp_path: Path
+) -> None:
+    mailbox.append(message("Going nowhere", "There is no such folder."))
+    connection = Connection.open(spamd_config(tmp_path, mailbox.settings()).accounts[0])
+    try:
+        connection.select("INBOX")
+        (uid,) = connection.uids_after(0)
+        with pytest.raises(MailboxError) as moved:
+            connection.move([uid], "Nowhere")
+        with pytest.raises(MailboxError) as copied:
+            connection.copy([uid], "Nowhere")
+        assert connection.uids_after(0) == [uid]  # the connection is still usable
+    finally:
+        connection.logout()
+    assert (moved.value.code, copied.value.code) == ("TRYCREATE", "TRYCREATE")
+    assert not isinstance(moved.value, TransientMailboxError)
+
+
+def test_dovecot_says_alreadyexists_when_creating_a_folder_that_exists(mailbox: Box) -> None:
+    mailbox.client.create_folder("Archive")
+    with pytest.raises(MailboxError) as created, imap._mapped("CREATE", mailbox.user):
+        mailbox.client.create_folder("Archive")
+    assert created.value.code == "ALREADYEXISTS"
+    assert created.value.args[0].startswith(f"{mailbox.user}: CREATE failed (")
