@@ -84,3 +84,17 @@ class SetupError(MailboxError):
     def __init__(self, message: str, *, fix: str) -> None:
         super().__init__(f"{message}: {fix}")
         self.fix = fix
+
+
+class IncompatibleLibrary(SetupError):
+    """A library spamd reaches into no longer has what spamd relies on (after an
+    upgrade of Python or of the library): spamd must not run on, blind to what it
+    would miss. Names the library, its version and what is missing."""
+
+    def __init__(
+        self, *, library: str, version: str, missing: str, consequence: str, fix: str
+    ) -> None:
+        super().__init__(f"{library} {version} has no {missing}: {consequence}", fix=fix)
+        self.library = library
+        self.version = version
+        self.missing = missing
