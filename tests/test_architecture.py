@@ -120,6 +120,13 @@ def test_the_daemon_knows_a_mailbox_by_its_port() -> None:
         assert "spamd.mail.ports" in imports_of(path_of(module)), module
 
 
+def test_the_mail_port_is_pure() -> None:
+    """The port is types only: no I/O, and nothing of the adapter or the config."""
+    imported = imports_of(path_of("spamd.mail.ports"))
+    assert not {m for m in imported if m.split(".")[0] in IO_LIBRARIES}
+    assert {m for m in imported if m.startswith("spamd.")} <= {"spamd.core.layout"}
+
+
 def test_the_bootstrap_does_not_import_the_service() -> None:
     """The service (the composition root) uses the bootstrap, not the other way round."""
     assert "spamd.daemon.service" not in imported_modules(path_of("spamd.daemon.bootstrap"))

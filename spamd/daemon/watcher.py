@@ -2,7 +2,7 @@
 
 A `FolderWatcher` owns one IMAP connection, used only by its own thread. Its
 collaborators are passed in: a `connect` function (returns an
-`ports.Mailbox`, an `imap.Connection` in the service), the current model, the state store, a logger
+`imap.Connection`-like object), the current model, the state store, a logger
 and a stop event. The lifecycle is a loop of states:
 
     connecting -> syncing -> waiting (IDLE, or for a poll) -> syncing ...
