@@ -50,7 +50,7 @@ from spamd.core.message import DEFAULT_MAX_BYTES, delivery_time
 from spamd.core.scorer import load
 from spamd.daemon import watcher
 from spamd.demo import sandbox
-from spamd.mail.imap import Fetched
+from spamd.mail.ports import Fetched
 from spamd.store.state import FILE_NAME, State
 from spamd.store.versions import ModelStore
 from spamd.training import corpus, metrics

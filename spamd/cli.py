@@ -539,8 +539,7 @@ def _model_rollback(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _state(config: config_lib.Config) -> Iterator[Any]:
-    from spamd.daemon.service import state_path  # noqa: PLC0415
-    from spamd.store.state import State  # noqa: PLC0415
+    from spamd.store.state import State, state_path  # noqa: PLC0415
 
     state = State(state_path(config))
     try:

@@ -55,7 +55,17 @@ class UnreadableMessage(SpamdError):
 
 
 class MailboxError(SpamdError):
-    """Talking to an IMAP server failed."""
+    """Talking to an IMAP server failed.
+
+    `code` is the response code the server opened its NO or BAD with (RFC 3501
+    7.1, RFC 5530), upper-case: ``TRYCREATE`` (the target folder does not exist),
+    ``ALREADYEXISTS``, ``NONEXISTENT``, ``OVERQUOTA``, ...; None when it gave
+    none, or when the failure was not the server's answer at all.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TransientMailboxError(MailboxError):
@@ -74,3 +84,17 @@ class SetupError(MailboxError):
     def __init__(self, message: str, *, fix: str) -> None:
         super().__init__(f"{message}: {fix}")
         self.fix = fix
+
+
+class IncompatibleLibrary(SetupError):
+    """A library spamd reaches into no longer has what spamd relies on (after an
+    upgrade of Python or of the library): spamd must not run on, blind to what it
+    would miss. Names the library, its version and what is missing."""
+
+    def __init__(
+        self, *, library: str, version: str, missing: str, consequence: str, fix: str
+    ) -> None:
+        super().__init__(f"{library} {version} has no {missing}: {consequence}", fix=fix)
+        self.library = library
+        self.version = version
+        self.missing = missing

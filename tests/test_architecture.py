@@ -101,6 +101,37 @@ def test_only_the_imap_adapter_imports_the_imap_library() -> None:
     assert importers == {"spamd.mail.imap"}
 
 
+def imported_modules(path: Path) -> set[str]:
+    """`imports_of`, with `from spamd.mail import imap` counted as `spamd.mail.imap`."""
+    names = imports_of(path)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("spamd"):
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_the_daemon_knows_a_mailbox_by_its_port() -> None:
+    """The watchers and the bootstrap use `spamd.mail.ports` (the `Mailbox` protocol
+    and its values); only the service, which builds the connections, names the adapter."""
+    daemon = [m for m in modules() if layer_of(m) == "daemon"]
+    adapter_users = {m for m in daemon if "spamd.mail.imap" in imported_modules(path_of(m))}
+    assert adapter_users <= {"spamd.daemon.service"}
+    for module in ("spamd.daemon.watcher", "spamd.daemon.bootstrap"):
+        assert "spamd.mail.ports" in imports_of(path_of(module)), module
+
+
+def test_the_mail_port_is_pure() -> None:
+    """The port is types only: no I/O, and nothing of the adapter or the config."""
+    imported = imports_of(path_of("spamd.mail.ports"))
+    assert not {m for m in imported if m.split(".")[0] in IO_LIBRARIES}
+    assert {m for m in imported if m.startswith("spamd.")} <= {"spamd.core.layout"}
+
+
+def test_the_bootstrap_does_not_import_the_service() -> None:
+    """The service (the composition root) uses the bootstrap, not the other way round."""
+    assert "spamd.daemon.service" not in imported_modules(path_of("spamd.daemon.bootstrap"))
+
+
 @pytest.mark.parametrize("layer", ["core", "store", "mail", "daemon", "ops"])
 def test_the_scoring_path_needs_no_scikit_learn(layer: str) -> None:
     """The daemon's layers load models without unpickling and without scikit-learn."""

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from spamd.daemon.service import Service, calibration_path
+from spamd.daemon.service import Service
+from spamd.store.state import calibration_path
 from tests.conftest import HAM, SAMPLES, SPAM, Box, running_service, spamd_config, wait_until
 
 INVOICE = SAMPLES / "ham" / "04-invoice-question.eml"  # the shipped model's known miss: 0.978

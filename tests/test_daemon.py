@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from spamd.daemon import watcher
-from spamd.daemon.service import Service, scan, state_path
+from spamd.daemon.service import Service, scan
 from spamd.demo import sandbox as shipped
 from spamd.errors import TransientMailboxError
 from spamd.mail.imap import Connection
 from spamd.ops.config import Account, Config
-from spamd.store.state import State
+from spamd.store.state import State, state_path
 from tests import sandbox
 from tests.conftest import (
     HAM,

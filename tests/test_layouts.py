@@ -18,10 +18,9 @@ from typing import cast
 import imapclient
 import pytest
 
-from spamd.daemon.service import state_path
 from spamd.errors import TransientMailboxError
 from spamd.mail.imap import Connection
-from spamd.store.state import State
+from spamd.store.state import State, state_path
 from tests import cyrus
 from tests.conftest import (
     HAM,

@@ -21,11 +21,11 @@ from spamd.core.features import extract
 from spamd.core.learning import Correction, Fingerprints, fingerprint
 from spamd.core.message import parse
 from spamd.core.scorer import Scorer
-from spamd.daemon.service import LiveModel, Service, state_path
+from spamd.daemon.service import LiveModel, Service
 from spamd.daemon.watcher import FolderWatcher, Memory, Readings, read_all
 from spamd.mail.imap import Connection
 from spamd.ops.config import Config
-from spamd.store.state import State
+from spamd.store.state import State, state_path
 from spamd.store.versions import BASE, ModelStore
 from spamd.training import model as model_lib
 from spamd.training import retrain

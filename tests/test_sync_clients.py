@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from spamd.daemon.service import state_path
 from spamd.ops.config import Config
-from spamd.store.state import State
+from spamd.store.state import State, state_path
 from tests.conftest import HAM, SPAM, Box, running_service, spamd_config, wait_until
 
 

@@ -25,11 +25,10 @@ from itertools import chain, zip_longest
 from spamd.core import calibration, learning
 from spamd.core.learning import Correction
 from spamd.core.scorer import Scorer, load
-from spamd.daemon.service import state_path
-from spamd.daemon.watcher import Mailbox, Reading, correction, read
-from spamd.mail.imap import Fetched
+from spamd.daemon.watcher import Reading, correction, read
+from spamd.mail.ports import Fetched, Mailbox
 from spamd.ops.config import Account, Config
-from spamd.store.state import State
+from spamd.store.state import State, state_path
 from spamd.store.versions import ModelStore
 from spamd.training.retrain import Outcome, retrain
 

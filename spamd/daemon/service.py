@@ -7,7 +7,6 @@ file, APScheduler) to the pure core and the watchers.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import multiprocessing
 import signal
@@ -32,7 +31,6 @@ from spamd.core.scorer import Scorer
 from spamd.daemon.watcher import (
     FolderWatcher,
     JunkWatcher,
-    Mailbox,
     Memory,
     Reading,
     Readings,
@@ -40,22 +38,18 @@ from spamd.daemon.watcher import (
 )
 from spamd.errors import SpamdError
 from spamd.mail.imap import Connection
+from spamd.mail.ports import Mailbox
 from spamd.ops import config as config_lib
 from spamd.ops import systemd
 from spamd.ops.config import Account, Config
 from spamd.ops.telemetry import Telemetry
 from spamd.ops.web import WebServer
-from spamd.store import state as state_lib
-from spamd.store.state import State
+from spamd.store.state import State, calibration_path, state_path
 from spamd.store.versions import ModelStore
 
 RETRAIN_TIMEOUT = 900.0
 MODEL_CHECK_INTERVAL = 5.0  # seconds: a promotion, rollback or replaced model file goes live
 STOP_GRACE = 4.0  # seconds for watchers to leave IDLE and log out; systemd allows more
-
-
-def state_path(config: Config) -> Path:
-    return config.state_dir / state_lib.FILE_NAME
 
 
 class LiveModel:
@@ -258,7 +252,7 @@ class Service:
     def _calibrate(self, account: Account, memory: Memory) -> None:
         """Thread: score the account's newest kept mail and Junk and set its threshold
         (`bootstrap.calibrate`); on too little mail the account stays cautious."""
-        from spamd.daemon import bootstrap  # noqa: PLC0415 - bootstrap imports this module
+        from spamd.daemon import bootstrap  # noqa: PLC0415 - it loads scikit-learn (retrain)
 
         try:
             mailbox = self._connect(account)
@@ -418,11 +412,6 @@ class Service:
 
     def _all_watchers(self) -> list[FolderWatcher]:
         return [*self.watchers, *self.junk_watchers]
-
-
-def calibration_path(config: Config, account: str) -> Path:
-    digest = hashlib.sha256(account.encode()).hexdigest()[:16]
-    return config.state_dir / "calibration" / f"{digest}.json"
 
 
 def _fields(cal: Calibration | None) -> dict[str, Any]:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import ast
 import contextlib
 import imaplib
+import inspect
+import platform
+import re
 import socket
 import ssl
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from typing import Any, TypeVar
@@ -27,7 +29,14 @@ from imapclient.response_parser import parse_message_list
 
 from spamd.core import layout
 from spamd.core.layout import Folder, JunkFolder, Listing, Namespace
-from spamd.errors import AuthError, MailboxError, SetupError, TransientMailboxError
+from spamd.errors import (
+    AuthError,
+    IncompatibleLibrary,
+    MailboxError,
+    SetupError,
+    TransientMailboxError,
+)
+from spamd.mail.ports import Fetched, FolderStatus, IdleEvents
 from spamd.ops.config import Account
 
 T = TypeVar("T")
@@ -52,25 +61,6 @@ RECEIVED_SKIP = {
 }
 TRASH_NAMES = {"trash", "deleted items", "deleted messages", "bin"}  # servers without SPECIAL-USE
 NOT_RECEIVED_NAMES = {*TRASH_NAMES, "junk", "spam", "drafts", "sent", "sent items", "sent messages"}
-
-
-@dataclass(frozen=True, slots=True)
-class FolderStatus:
-    name: str
-    uidvalidity: int
-    uidnext: int
-    exists: int
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    uid: int
-    raw: bytes  # at most the requested number of bytes
-
-
-@dataclass(frozen=True, slots=True)
-class IdleEvents:
-    changed: bool  # mail arrived or left, or flags changed: time to look again
 
 
 @contextlib.contextmanager
@@ -107,26 +97,85 @@ def _mapped(what: str, account: str) -> Iterator[None]:
             f"{account}: connection lost during {what} ({_text(exc)})"
         ) from None
     except (IMAPClientError, imaplib.IMAP4.error) as exc:
-        raise MailboxError(f"{account}: {what} failed ({_text(exc)})") from None
+        code = response_code(server_said(str(exc)))
+        raise MailboxError(f"{account}: {what} failed ({_text(exc)})", code=code) from None
+
+
+# How the libraries word a server's refusal: imapclient "<command> failed: <text>"
+# (a NO, or a BAD, to its own commands); imaplib "<command> command error: BAD
+# [b'<text>']" (a BAD to a command imapclient hands straight to imaplib).
+_REFUSAL = re.compile(
+    r"\S+ (?:failed: (?P<said>.*)|command error: (?:BAD|NO) (?P<data>\[.*\]))", re.S
+)
+_RESPONSE_CODE = re.compile(r"\[([A-Za-z][A-Za-z0-9.-]*)[ \]]")
+
+
+def server_said(error: str) -> str:
+    """The server's own text in a library's error message ("" when it holds none)."""
+    found = _REFUSAL.fullmatch(error)
+    if found is None:
+        return ""
+    if found["said"] is not None:
+        return found["said"]
+    with contextlib.suppress(ValueError, SyntaxError, TypeError, IndexError, AttributeError):
+        said = ast.literal_eval(found["data"])[0]
+        return said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
+    return ""
+
+
+def response_code(said: str) -> str | None:
+    """The response code that opens a server's NO or BAD text, upper-case (RFC 3501
+    7.1, RFC 5530): "[TRYCREATE] Mailbox doesn't exist: Junk" -> "TRYCREATE"."""
+    found = _RESPONSE_CODE.match(said)
+    return found[1].upper() if found else None
+
+
+# -- change notices: the one place that reaches into imaplib's internals --------
+#
+# imaplib files every untagged response through the private method
+# IMAP4._append_untagged(self, typ, dat), and the reply to the next command of that
+# kind takes them all: a FETCH of message bodies also takes the FETCH that told of a
+# keyword another client set. So the adapter wraps that method, per connection, to
+# note the changes as they arrive. Should a Python's imaplib rename the method or
+# change its signature, the wrapper would never be called and changes would go
+# unseen: `check_change_hook` refuses to connect then (IncompatibleLibrary).
+
+CHANGE_HOOK = "_append_untagged"
+CHANGE_HOOK_PARAMETERS = ("self", "typ", "dat")
+
+
+def check_change_hook(imap_class: type[imaplib.IMAP4] = imaplib.IMAP4) -> None:
+    """Raise `IncompatibleLibrary` unless `imap_class` still files untagged responses
+    through ``_append_untagged(self, typ, dat)``."""
+    hook = getattr(imap_class, CHANGE_HOOK, None)
+    try:
+        parameters = tuple(inspect.signature(hook).parameters) if callable(hook) else ()
+    except (TypeError, ValueError):  # no signature to read
+        parameters = ()
+    if parameters != CHANGE_HOOK_PARAMETERS:
+        raise IncompatibleLibrary(
+            library="imaplib",
+            version=f"{getattr(imaplib, '__version__', '?')} (Python {platform.python_version()})",
+            missing=f"{imap_class.__name__}.{CHANGE_HOOK}({', '.join(CHANGE_HOOK_PARAMETERS)})",
+            consequence="spamd would not see the changes the server tells of "
+            "(new mail during a sync, keywords other clients set)",
+            fix="run spamd on the Python it was tested with (3.11), or upgrade spamd",
+        )
 
 
 def _note_changes(imap: imaplib.IMAP4, told: set[str]) -> None:
-    """Collect the kinds of change the server tells of, in `told`.
+    """Collect the kinds of change the server tells of, in `told` (see above). Our
+    own FETCHes ask for no flags, so a FETCH with FLAGS is somebody's change."""
+    check_change_hook(type(imap))
+    append = getattr(imap, CHANGE_HOOK)
 
-    imaplib files untagged responses by kind, and the reply to the next command of
-    that kind takes them all: a FETCH of message bodies also takes the FETCH that
-    told of a keyword another client set. So they are noted as they arrive. Our own
-    FETCHes ask for no flags, so a FETCH with FLAGS is somebody's change.
-    """
-    append = imap._append_untagged
+    def note(typ: str, dat: Any) -> None:
+        head = dat[0] if isinstance(dat, tuple) else dat
+        if typ in ("EXISTS", "EXPUNGE") or (typ == "FETCH" and b"FLAGS" in (head or b"")):
+            told.add(typ)
+        append(typ, dat)
 
-    def note(kind: str, data: Any) -> None:
-        head = data[0] if isinstance(data, tuple) else data
-        if kind in ("EXISTS", "EXPUNGE") or (kind == "FETCH" and b"FLAGS" in (head or b"")):
-            told.add(kind)
-        append(kind, data)
-
-    imap._append_untagged = note  # type: ignore[attr-defined]
+    setattr(imap, CHANGE_HOOK, note)
 
 
 def _flag(value: bytes | str) -> str:
@@ -247,8 +296,9 @@ class Connection:
         except TransientMailboxError:
             raise
         except MailboxError as exc:
-            # Another connection of ours may have made it meanwhile (Dovecot says
-            # [ALREADYEXISTS], Cyrus only "Mailbox already exists"): look again.
+            # Another connection of ours may have made it meanwhile: look again. LIST
+            # judges, not the answer: Dovecot says so with a code (exc.code ==
+            # "ALREADYEXISTS"), but Cyrus only "Mailbox already exists", with none.
             if layout.match_folder(junk.name, self.listing()) == junk.name:
                 return JunkFolder(junk.name, f"{junk.how}: made meanwhile", exists=True)
             raise SetupError(

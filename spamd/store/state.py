@@ -20,6 +20,7 @@ UIDVALIDITY change never confuses old UIDs with new ones.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sqlite3
 import threading
@@ -29,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from spamd.core.decisions import UNFINISHED, Status, check
 from spamd.core.learning import BOOTSTRAP, Correction, Label, to_signed, to_unsigned
@@ -98,6 +100,24 @@ CREATE TABLE IF NOT EXISTS junk_items (
 FILE_NAME = "state.sqlite3"  # in state_dir
 SCHEMA_VERSION = 3  # 2 added corrections and junk_items, 3 corrections.set_aside (upgrade in place)
 MAX_EXAMPLES = 2000  # corrections kept per account (oldest dropped first)
+
+
+class Configured(Protocol):
+    """What the paths below need of a configuration (`config.Config` provides it)."""
+
+    @property
+    def state_dir(self) -> Path: ...
+
+
+def state_path(config: Configured) -> Path:
+    """The state database of a configuration."""
+    return config.state_dir / FILE_NAME
+
+
+def calibration_path(config: Configured, account: str) -> Path:
+    """Where an account's calibration is kept (named by a digest: no address on disk)."""
+    digest = hashlib.sha256(account.encode()).hexdigest()[:16]
+    return config.state_dir / "calibration" / f"{digest}.json"
 
 
 def _private(path: Path, mode: int) -> None:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from spamd.daemon.service import state_path
-from spamd.store.state import FILE_NAME, State
+from spamd.store.state import FILE_NAME, State, state_path
 from tests import sandbox
 from tests.conftest import ROOT, Box, daemon_config, new_box, spamd_config, wait_until
 from tests.reliability.conftest import (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from spamd.daemon.service import state_path
+from spamd.store.state import state_path
 from tests import sandbox
 from tests.conftest import Box, new_box, running_service, spamd_config, wait_until
 from tests.reliability.conftest import (

@@ -11,10 +11,10 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from spamd.daemon.service import Service, state_path
+from spamd.daemon.service import Service
 from spamd.mail.imap import Connection
 from spamd.ops.config import Config
-from spamd.store.state import State
+from spamd.store.state import State, state_path
 from tests import sandbox
 from tests.conftest import SPAM, Box, Events, new_box, running_service, spamd_config, wait_until
 from tests.reliability.conftest import assert_each_once_and_spam_in_junk, through
