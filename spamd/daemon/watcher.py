@@ -17,14 +17,13 @@ import dataclasses
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from spamd.core import identity, learning, policy
+from spamd.core import batching, identity, learning, policy
 from spamd.core.calibration import Calibration
 from spamd.core.decisions import Status
 from spamd.core.features import extract
@@ -578,24 +577,24 @@ class FolderWatcher:
         recorded before they are acted on, and acted on in groups of up to
         `ACT_EVERY`: a MOVE costs the server a look at the whole folder.
         """
-        ahead: deque[_Batch] = deque()
-        decided: list[_Decided] = []
-        for start in range(0, len(uids), BATCH):
-            if self._stop.is_set():
-                break
-            batch = list(uids[start : start + BATCH])
-            done = self._state.decided_uids(self.account.name, self.folder, uidvalidity, batch)
+        account, folder = self.account.name, self.folder
+
+        def start(batch: list[int]) -> _Batch:
+            done = self._state.decided_uids(account, folder, uidvalidity, batch)
             todo = [u for u in batch if u not in done and u not in (skip or ())]
             mark = FolderMark(uidvalidity, batch[-1]) if advance else None
-            ahead.append(self._start(mailbox, todo, mark, len(batch)))
-            if sum(d.pending for d in decided) >= ACT_EVERY:  # while two batches are read
-                self._act(mailbox, junk, decided)
-                decided = []
-            if len(ahead) > BATCHES_AHEAD:
-                decided.append(self._decide_batch(uidvalidity, ahead.popleft(), progress))
-        while ahead:
-            decided.append(self._decide_batch(uidvalidity, ahead.popleft(), progress))
-        self._act(mailbox, junk, decided)
+            return self._start(mailbox, todo, mark, len(batch))
+
+        batching.fetch_ahead(
+            batching.chunks(uids, BATCH),
+            start=start,
+            decide=lambda batch: self._decide_batch(uidvalidity, batch, progress),
+            act=lambda decided: self._act(mailbox, junk, decided),
+            pending=lambda decided: decided.pending,
+            ahead=BATCHES_AHEAD,
+            act_every=ACT_EVERY,
+            stopped=self._stop.is_set,
+        )
 
     def _uidvalidity_changed(
         self, mailbox: Mailbox, mark: FolderMark, status: FolderStatus
