@@ -23,7 +23,7 @@ from datetime import date
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from spamd.core import batching, identity, learning, policy
+from spamd.core import batching, identity, learning, policy, rescues
 from spamd.core.calibration import Calibration
 from spamd.core.decisions import Status
 from spamd.core.features import extract
@@ -622,23 +622,20 @@ class FolderWatcher:
     ) -> _Decided:
         """Decide a batch and record the decisions (and the folder's mark with them)."""
         readings = batch.readings()
-        # What is known of the same mail: see `identity.arrival`.
+        # What is known of the same mail: see `rescues.arrivals`.
         keys = [r.content_hash for r in readings]
         labels = self._state.labels(self.account.name, keys)
         since = time.time() - self._rescue_window
         in_junk = self._state.in_junk(self.account.name, keys, since)
-        if not batch.fingerprinted and (in_junk or self._memory.remembers):
-            # A rescue may need storing, or the account's first correction was learnt
-            # meanwhile: these need their fingerprints after all (rare: read again).
+        if rescues.needs_fingerprints(
+            fingerprinted=batch.fingerprinted, in_junk=in_junk, remembers=self._memory.remembers
+        ):  # rare: read again
             raws = [m.raw for m in batch.fetched]
             readings = read_all(batch.scorer, raws, self.account.fetch_bytes)()
+        arrivals = rescues.arrivals([r.content_hash for r in readings], labels, in_junk)
         decisions = []
-        for message, reading in zip(batch.fetched, readings, strict=True):
+        for message, reading, arrival in zip(batch.fetched, readings, arrivals, strict=True):
             self._metrics.classified(reading.seconds)
-            arrival = identity.arrival(
-                label=labels.get(reading.content_hash),
-                in_junk=reading.content_hash in in_junk,
-            )
             decisions.append(
                 self._decide(message, reading, batch.scorer, uidvalidity, arrival=arrival)
             )
@@ -938,7 +935,9 @@ class JunkWatcher(FolderWatcher):
         self._departed_keys &= {key for _, key in recent}
         unseen = []
         for message_id, key in recent:
-            if key in there or key in self._departed_keys or not message_id:
+            if not rescues.may_have_departed(
+                message_id, key, there=there, departed=self._departed_keys
+            ):
                 continue
             search = partial(mailbox.search_header, "Message-ID", message_id)
             if self._unless_refused(search) != []:  # refused: given up, like a locate
@@ -954,12 +953,11 @@ class JunkWatcher(FolderWatcher):
         keys = [r.content_hash for _, r in read]
         ours = self._state.moved_to_junk(self.account.name, keys)
         labels = self._state.labels(self.account.name, keys)
-        items = []
+        items: list[tuple[int, str, str, str]] = []
         for message, reading in read:
             # Mail spamd moved here, unless the user rescued it since: then this drag
             # back is the user's, and their latest word (spam) replaces the rescue.
-            key = reading.content_hash
-            origin = "spamd" if key in ours and labels.get(key) != "ham" else "user"
+            origin = rescues.origin(reading.content_hash, ours, labels)
             self._log.info(
                 "arrived_in_junk", uid=message.uid, message_id=reading.message_id, origin=origin
             )
@@ -973,16 +971,14 @@ class JunkWatcher(FolderWatcher):
     ) -> None:
         """Mail left Junk: a rescue if the same mail is (or was just) seen elsewhere."""
         departure = identity.Sighting(digest, time.time())
-        held = {(d.folder, d.uid): d for d in self._state.held(self.account.name, digest)}
-        arrivals = [identity.Sighting(d.content_hash, d.at, d.folder, d.uid) for d in held.values()]
-        rescue = identity.rescue_of(departure, arrivals, self._rescue_window)
+        held = self._state.held(self.account.name, digest)
+        rescue = rescues.rescued_copy(departure, held, self._rescue_window)
         if rescue is not None:  # a copy a watcher holds (a sync client uploads, then deletes)
             mailbox.examine(rescue.folder)
             same = self._fetch_read(mailbox, [rescue.uid])
             if same and same[0][1].content_hash == digest:
-                self._learn("ham", "rescued", held[rescue.folder, rescue.uid].uidvalidity,
-                            *same[0], folder=rescue.folder)  # fmt: skip
-                self._state.rescued(held[rescue.folder, rescue.uid])
+                self._learn("ham", "rescued", rescue.uidvalidity, *same[0], folder=rescue.folder)
+                self._state.rescued(rescue)
                 return
         found = (
             self._unless_refused(partial(mailbox.locate, message_id, skip={junk}))
