@@ -31,6 +31,7 @@ from spamd.core.layout import JunkFolder, Listing, MoveMethod
 from spamd.core.learning import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Correction
 from spamd.core.message import parse
 from spamd.core.scorer import Scorer
+from spamd.daemon import deciding
 from spamd.errors import AuthError, ConfigError, MailboxError, SetupError, TransientMailboxError
 from spamd.mail.imap import Fetched, FolderStatus, IdleEvents
 from spamd.ops.config import Account, Mode
@@ -633,12 +634,33 @@ class FolderWatcher:
             raws = [m.raw for m in batch.fetched]
             readings = read_all(batch.scorer, raws, self.account.fetch_bytes)()
         arrivals = rescues.arrivals([r.content_hash for r in readings], labels, in_junk)
-        decisions = []
         for message, reading, arrival in zip(batch.fetched, readings, arrivals, strict=True):
             self._metrics.classified(reading.seconds)
-            decisions.append(
-                self._decide(message, reading, batch.scorer, uidvalidity, arrival=arrival)
-            )
+            if arrival == "rescued":  # kept whatever it reads (see `deciding.verdict`)
+                continue
+            if reading.error:
+                self._log.error("undecidable", uid=message.uid, error=reading.error)
+            elif reading.partial:
+                self._log.warning("read_partially", uid=message.uid)
+        decisions = deciding.decide_all(
+            [m.uid for m in batch.fetched],
+            readings,
+            arrivals,
+            rules=deciding.Rules(
+                self._mode,
+                self.account.allow,
+                self.account.block,
+                flag_unreadable=self.account.unreadable == "flag",
+            ),
+            judge=self._memory,
+            where=deciding.Where(
+                self.account.name,
+                self.folder,
+                uidvalidity,
+                batch.scorer.threshold,
+                batch.scorer.version,
+            ),
+        )
         self._state.record(decisions, self.account.name, self.folder, batch.mark)
         progress(batch.size)
         return _Decided(decisions, batch.started)
@@ -668,46 +690,6 @@ class FolderWatcher:
                     ms=round(ms, 1),
                 )
                 self._metrics.message(self.account.name, action, d.reason)
-
-    def _decide(
-        self,
-        message: Fetched,
-        reading: Reading,
-        scorer: Scorer,
-        uidvalidity: int,
-        *,
-        arrival: identity.Arrival = "new",
-    ) -> Decision:
-        if arrival == "rescued":  # the user's latest word on this mail: not spam
-            verdict = policy.RESCUED
-        elif reading.error:
-            self._log.error("undecidable", uid=message.uid, error=reading.error)
-            verdict = policy.unreadable(self.account.unreadable == "flag", self._mode)
-        else:
-            if reading.partial:
-                self._log.warning("read_partially", uid=message.uid)
-            verdict = self._memory.decide(
-                reading,
-                scorer.threshold,
-                mode=self._mode,
-                allow=self.account.allow,
-                block=self.account.block,
-                known_spam=arrival in ("known-spam", "held"),
-            )
-        acts = verdict.action in ("move", "flag")
-        return Decision(
-            account=self.account.name,
-            folder=self.folder,
-            uidvalidity=uidvalidity,
-            uid=message.uid,
-            message_id=reading.message_id,
-            content_hash=reading.content_hash,
-            score=reading.score,
-            action=verdict.action,
-            reason=verdict.reason,
-            model_version=scorer.version,
-            status=(Status.HELD if arrival == "held" else Status.PENDING) if acts else Status.DONE,
-        )
 
     def _apply(self, mailbox: Mailbox, junk: str, pending: Sequence[Decision]) -> dict[int, str]:
         """Carry out unfinished decisions; returns uid -> outcome where it did not go as planned."""
