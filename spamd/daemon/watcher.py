@@ -21,23 +21,23 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from spamd.core import batching, identity, learning, policy, rescues
 from spamd.core.calibration import Calibration
 from spamd.core.decisions import Status
 from spamd.core.features import extract
 from spamd.core.layout import JunkFolder, Listing, MoveMethod
-from spamd.core.learning import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Correction
+from spamd.core.learning import NOT_JUNK_KEYWORD, Correction
 from spamd.core.message import parse
 from spamd.core.scorer import Scorer
 from spamd.daemon import deciding
-from spamd.errors import AuthError, ConfigError, MailboxError, SetupError, TransientMailboxError
+from spamd.daemon.acting import Actor, keyword, unless_refused
+from spamd.errors import AuthError, ConfigError, MailboxError, SetupError
 from spamd.mail.imap import Fetched, FolderStatus, IdleEvents
 from spamd.ops.config import Account, Mode
 from spamd.store.state import Decision, FolderMark, State
 
-T = TypeVar("T")
 BATCH = 200  # UIDs fetched, decided and recorded together
 BATCHES_AHEAD = 1  # fetched and being read (by a `PoolReader`) while one is decided
 ACT_EVERY = 1000  # moves (or flags) carried out together; see `FolderWatcher.handle`
@@ -372,6 +372,7 @@ class FolderWatcher:
         self._said_unsafe = False
         self._rescue_window = rescue_window
         self._held_timer: threading.Timer | None = None
+        self._actor = Actor(account, state, self._log, self._metrics)
 
     # -- the thread -------------------------------------------------------------
 
@@ -668,9 +669,10 @@ class FolderWatcher:
     def _act(self, mailbox: Mailbox, junk: str, decided: Sequence[_Decided]) -> None:
         """Carry out recorded decisions, then log one line per message."""
         decisions = [d for group in decided for d in group.decisions]
-        outcome = self._apply(mailbox, junk, [d for d in decisions if d.status == Status.PENDING])
+        pending = [d for d in decisions if d.status == Status.PENDING]
+        outcome = self._actor.apply(mailbox, self.folder, junk, pending)
         if self.account.set_keywords:
-            self._keyword(mailbox, [d for d in decisions if d.action == "keep"], NOT_JUNK_KEYWORD)
+            keyword(mailbox, [d for d in decisions if d.action == "keep"], NOT_JUNK_KEYWORD)
         now = time.perf_counter()
         for group in decided:
             # From FETCH to acted on, per message (batches overlap: an upper bound).
@@ -690,108 +692,6 @@ class FolderWatcher:
                     ms=round(ms, 1),
                 )
                 self._metrics.message(self.account.name, action, d.reason)
-
-    def _apply(self, mailbox: Mailbox, junk: str, pending: Sequence[Decision]) -> dict[int, str]:
-        """Carry out unfinished decisions; returns uid -> outcome where it did not go as planned."""
-        outcome: dict[int, str] = {}
-        flags = [d for d in pending if d.action == "flag"]
-        moves = [d for d in pending if d.action == "move"]
-        try:
-            self._keyword(mailbox, flags, JUNK_KEYWORD)
-            self._state.set_status(flags, Status.DONE)
-            if moves and self.account.set_keywords:
-                self._keyword(mailbox, moves, JUNK_KEYWORD)
-            try:
-                outcome = self._move(mailbox, junk, moves)
-            except MailboxError as exc:
-                if "TRYCREATE" not in str(exc).upper() or isinstance(exc, TransientMailboxError):
-                    raise
-                # Junk was deleted or renamed under us: make it again, then move.
-                self._log.warning("junk_missing", junk=junk)
-                mailbox.find_junk()
-                outcome = self._move(mailbox, junk, moves)
-            self._state.set_status(moves, Status.DONE)
-            self._metrics.moved(self.account.name, len(moves) - len(outcome))  # not flagged
-        except TransientMailboxError:
-            raise  # reconnect; the unfinished rows are finished by the next sync
-        except MailboxError as exc:  # e.g. NO [OVERQUOTA]: leave it, retry at the next sync
-            # Only what was not copied yet is tried afresh; what was copied stays
-            # 'copying' (the table forbids going back), to be finished, never copied again.
-            uids = {d.uid for d in moves}
-            retry = [
-                d
-                for d in self._state.unfinished(self.account.name, self.folder, _uidvalidity(moves))
-                if d.uid in uids and d.status == Status.PENDING
-            ]
-            self._state.set_status(retry, Status.PENDING, attempt=True)
-            self._log.error("move_failed", uids=sorted(uids), error=str(exc), junk=junk)
-            outcome = {d.uid: "move_failed" for d in moves}
-            self._metrics.move_failed(self.account.name, len(moves))
-        return outcome
-
-    def _move(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> dict[int, str]:
-        """Move to Junk as safely as the server allows (see `layout.move_method`)."""
-        if not moves:
-            return {}
-        method = mailbox.move_method
-        if method == "move":
-            # A message copied before (the server had no MOVE then) may be in Junk
-            # already: it is finished the way it was begun, never moved again.
-            fresh = [d.uid for d in moves if d.status != Status.COPYING]
-            if fresh:
-                mailbox.move(fresh, junk)
-            if len(fresh) < len(moves):
-                self._copy_then_delete(mailbox, junk, [d for d in moves if d.uid not in fresh])
-        elif method == "copy":
-            self._copy_then_delete(mailbox, junk, moves)
-        else:  # "flag": decided as moves before the server lost MOVE and UIDPLUS
-            self._keyword(mailbox, moves, JUNK_KEYWORD)
-            copied = [d.uid for d in moves if d.status == Status.COPYING]
-            if copied:
-                self._log.warning("copy_left_in_junk", uids=copied, junk=junk)
-            return {d.uid: "flag" for d in moves}
-        return {}
-
-    def _copy_then_delete(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> None:
-        """The fallback without MOVE, made idempotent by the 'copying' status: a
-        message is never copied again once it is 'copying', unless Junk lacks it."""
-        copied_before = [d for d in moves if d.status == Status.COPYING]
-        to_copy = [d for d in moves if d.status != Status.COPYING]
-        if copied_before:
-            # A crash may have come after the COPY: copy again only what Junk lacks.
-            in_junk = self._copied(mailbox, junk, copied_before)
-            again = [d.uid for d in copied_before if d.uid not in in_junk]
-            if again:
-                mailbox.copy(again, junk)
-        if to_copy:
-            self._state.set_status(to_copy, Status.COPYING)
-            mailbox.copy([d.uid for d in to_copy], junk)
-        mailbox.delete([d.uid for d in moves])
-
-    def _copied(self, mailbox: Mailbox, junk: str, decisions: Sequence[Decision]) -> set[int]:
-        """Which of these messages Junk holds already: found by Message-ID, or, for
-        mail without one (or one the server refuses to search for), among Junk's
-        messages of the same size by content."""
-        sizes = mailbox.sizes([d.uid for d in decisions])
-        mailbox.select(junk)
-        found = set()
-        for d in decisions:
-            same_id = (
-                self._unless_refused(partial(mailbox.search_header, "Message-ID", d.message_id))
-                if d.message_id
-                else None
-            )
-            if same_id is not None:
-                if same_id:
-                    found.add(d.uid)
-            elif d.uid in sizes:  # no Message-ID, or one the server cannot search for
-                candidates = mailbox.fetch(
-                    mailbox.search_size(sizes[d.uid]), self.account.fetch_bytes
-                )
-                if any(content_hash(m.raw) == d.content_hash for m in candidates):
-                    found.add(d.uid)
-        mailbox.select(self.folder)
-        return found
 
     def settle_held(self, uidvalidity: int) -> None:
         """A held copy whose original stayed in Junk for the whole rescue window was
@@ -813,41 +713,7 @@ class FolderWatcher:
 
     def finish_unfinished(self, mailbox: Mailbox, junk: str, uidvalidity: int) -> None:
         """Carry out decisions recorded but not acted on before a crash or a cut connection."""
-        unfinished = self._state.unfinished(self.account.name, self.folder, uidvalidity)
-        if not unfinished:
-            return
-        present = mailbox.existing([d.uid for d in unfinished])
-        gone = [d for d in unfinished if d.uid not in present and d.status == Status.PENDING]
-        self._state.set_status(gone, Status.GONE)  # moved before a crash, or by the user
-        # A 'copying' message gone from here was copied and expunged: done.
-        self._state.set_status(
-            [d for d in unfinished if d.uid not in present and d.status == Status.COPYING],
-            Status.DONE,
-        )
-        still = [d for d in unfinished if d.uid in present]
-        if still:
-            self._log.info("finishing", uids=[d.uid for d in still])
-            self._apply(mailbox, junk, still)
-
-    def _unless_refused(self, search: Callable[[], T]) -> T | None:
-        """The answer to a search for a value from mail, or None when the server
-        refused it (logged): that value is given up, never retried by reconnecting."""
-        try:
-            return search()
-        except TransientMailboxError:
-            raise
-        except MailboxError as exc:
-            self._log.warning("search_refused", error=str(exc))
-            return None
-
-    @staticmethod
-    def _keyword(mailbox: Mailbox, decisions: Sequence[Decision], keyword: str) -> None:
-        if decisions:
-            mailbox.add_keywords([d.uid for d in decisions], [keyword])
-
-
-def _uidvalidity(decisions: Sequence[Decision]) -> int:
-    return decisions[0].uidvalidity if decisions else 0
+        self._actor.finish_unfinished(mailbox, self.folder, junk, uidvalidity)
 
 
 class JunkWatcher(FolderWatcher):
@@ -922,7 +788,7 @@ class JunkWatcher(FolderWatcher):
             ):
                 continue
             search = partial(mailbox.search_header, "Message-ID", message_id)
-            if self._unless_refused(search) != []:  # refused: given up, like a locate
+            if unless_refused(self._log, search) != []:  # refused: given up, like a locate
                 continue  # in Junk, arrived after this sync's look: the next one reads it
             self._departed_keys.add(key)
             unseen.append((message_id, key))
@@ -963,7 +829,7 @@ class JunkWatcher(FolderWatcher):
                 self._state.rescued(rescue)
                 return
         found = (
-            self._unless_refused(partial(mailbox.locate, message_id, skip={junk}))
+            unless_refused(self._log, partial(mailbox.locate, message_id, skip={junk}))
             if message_id
             else None
         )
