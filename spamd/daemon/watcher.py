@@ -511,24 +511,35 @@ class FolderWatcher:
         self.handle(mailbox, junk, status.uidvalidity, mailbox.uids_after(mark.last_uid), skip=skip)
         self.settle_held(status.uidvalidity)  # wake up when what was held just now is due
         ours = self._state.flagged_uids(name, self.folder, status.uidvalidity)
-        self.learn_keywords(mailbox, status.uidvalidity, learning.JUNK_KEYWORDS, "spam", ours)
+        self.learn_keywords(
+            mailbox,
+            self.folder,
+            status.uidvalidity,
+            learning.JUNK_KEYWORDS,
+            label="spam",
+            ignore=ours,
+        )
         self.health.last_sync = time.time()
 
     def learn_keywords(
         self,
         mailbox: Mailbox,
+        folder: str,
         uidvalidity: int,
         keywords: Sequence[str],
+        *,
         label: learning.Label,
-        ignore: set[int],
+        ignore: Collection[int] = (),
     ) -> None:
-        """Labels a mail client set as keywords on messages of the selected folder."""
-        corrected = self._state.corrected_uids(self.account.name, self.folder, uidvalidity)
-        uids = [u for u in mailbox.search_keywords(keywords) if u not in corrected | ignore]
+        """Labels a mail client set as keywords on messages of `folder` (selected)."""
+        corrected = self._state.corrected_uids(self.account.name, folder, uidvalidity)
+        uids = [
+            u for u in mailbox.search_keywords(keywords) if u not in corrected and u not in ignore
+        ]
         if not uids:
             return
         for message, reading in self._fetch_read(mailbox, uids):
-            self._learn(label, "keyword", uidvalidity, message, reading)
+            self._learn(label, "keyword", uidvalidity, message, reading, folder=folder)
 
     def _fetch_read(self, mailbox: Mailbox, uids: Sequence[int]) -> list[tuple[Fetched, Reading]]:
         fetched = mailbox.fetch(uids, self.account.fetch_bytes)
@@ -545,7 +556,7 @@ class FolderWatcher:
         message: Fetched,
         reading: Reading,
         *,
-        folder: str | None = None,
+        folder: str,
     ) -> bool:
         return self._memory.learn(
             correction(
@@ -554,7 +565,7 @@ class FolderWatcher:
                 account=self.account.name,
                 label=label,
                 how=how,
-                folder=folder or self.folder,
+                folder=folder,
                 uidvalidity=uidvalidity,
             )
         )
@@ -735,10 +746,16 @@ class JunkWatcher(FolderWatcher):
     def _find_own(self, mailbox: Mailbox, listing: Listing) -> None:
         """Nothing: this watcher's folder is Junk, and it moves no mail."""
 
-    def sync(self, mailbox: Mailbox, junk: str) -> None:
-        if self.folder != junk:  # found on connecting
+    def prepare(self, mailbox: Mailbox) -> str:
+        """As a folder watcher's; this watcher's folder is the Junk folder found (for
+        /healthz). Its sync is given that folder, and passes it on explicitly."""
+        junk = super().prepare(mailbox)
+        if self.folder != junk:
             self.folder = junk
             self._log = self._log.bind(folder=junk)
+        return junk
+
+    def sync(self, mailbox: Mailbox, junk: str) -> None:
         name = self.account.name
         status = mailbox.select(junk)
         mark = self._state.mark(name, junk)
@@ -751,7 +768,7 @@ class JunkWatcher(FolderWatcher):
         gone = sorted(set(known) - mailbox.existing(sorted(known)))
         new = mailbox.uids_after(mark.last_uid)
         for start in range(0, len(new), BATCH):
-            added = self._arrived(mailbox, status.uidvalidity, new[start : start + BATCH])
+            added = self._arrived(mailbox, junk, status.uidvalidity, new[start : start + BATCH])
             last = FolderMark(status.uidvalidity, new[min(len(new), start + BATCH) - 1])
             self._state.update_junk_items(
                 name, status.uidvalidity, added, [], mark=last, folder=junk
@@ -769,7 +786,9 @@ class JunkWatcher(FolderWatcher):
             # again, so look again.
             mailbox.select(junk)
             self.wake.set()
-        self.learn_keywords(mailbox, status.uidvalidity, learning.NOT_JUNK_KEYWORDS, "ham", set())
+        self.learn_keywords(
+            mailbox, junk, status.uidvalidity, learning.NOT_JUNK_KEYWORDS, label="ham"
+        )
         self.health.last_sync = time.time()
 
     def _unseen_departures(self, mailbox: Mailbox, uidvalidity: int) -> list[tuple[str, str]]:
@@ -795,7 +814,7 @@ class JunkWatcher(FolderWatcher):
         return unseen
 
     def _arrived(
-        self, mailbox: Mailbox, uidvalidity: int, uids: Sequence[int]
+        self, mailbox: Mailbox, junk: str, uidvalidity: int, uids: Sequence[int]
     ) -> list[tuple[int, str, str, str]]:
         read = self._fetch_read(mailbox, uids)
         keys = [r.content_hash for _, r in read]
@@ -810,7 +829,7 @@ class JunkWatcher(FolderWatcher):
                 "arrived_in_junk", uid=message.uid, message_id=reading.message_id, origin=origin
             )
             if origin == "user":
-                self._learn("spam", "moved_to_junk", uidvalidity, message, reading)
+                self._learn("spam", "moved_to_junk", uidvalidity, message, reading, folder=junk)
             items.append((message.uid, reading.message_id, reading.content_hash, origin))
         return items
 
