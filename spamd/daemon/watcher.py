@@ -9,6 +9,16 @@ and a stop event. The lifecycle is a loop of states:
     any error  -> backing off (capped exponential, jittered) -> connecting
 
 `sync` is written so that a crash at any point is safe (see `state.py`).
+
+A sync of new mail composes four pieces, each readable and tested on its own:
+
+    batching  `core.batching.fetch_ahead`: which batch is fetched, decided, acted on when
+    rescues   `core.rescues`: what each arrival is (rescued, held, known spam, new)
+    deciding  `deciding.decide_all`: readings and arrivals -> the decisions recorded
+    acting    `acting.Actor`: decisions carried out, in the order `decisions` makes safe
+
+The Junk watcher (`JunkWatcher`) uses `core.rescues` for what arrives in Junk
+and leaves it; its folder is passed down explicitly.
 """
 
 from __future__ import annotations
