@@ -9,6 +9,16 @@ and a stop event. The lifecycle is a loop of states:
     any error  -> backing off (capped exponential, jittered) -> connecting
 
 `sync` is written so that a crash at any point is safe (see `state.py`).
+
+A sync of new mail composes four pieces, each readable and tested on its own:
+
+    batching  `core.batching.fetch_ahead`: which batch is fetched, decided, acted on when
+    rescues   `core.rescues`: what each arrival is (rescued, held, known spam, new)
+    deciding  `deciding.decide_all`: readings and arrivals -> the decisions recorded
+    acting    `acting.Actor`: decisions carried out, in the order `decisions` makes safe
+
+The Junk watcher (`JunkWatcher`) uses `core.rescues` for what arrives in Junk
+and leaves it; its folder is passed down explicitly.
 """
 
 from __future__ import annotations
@@ -17,26 +27,26 @@ import dataclasses
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from spamd.core import identity, learning, policy
+from spamd.core import batching, identity, learning, policy, rescues
 from spamd.core.calibration import Calibration
 from spamd.core.decisions import Status
 from spamd.core.features import extract
 from spamd.core.layout import Listing, MoveMethod
-from spamd.core.learning import JUNK_KEYWORD, NOT_JUNK_KEYWORD, Correction
+from spamd.core.learning import NOT_JUNK_KEYWORD, Correction
 from spamd.core.message import parse
 from spamd.core.scorer import Scorer
-from spamd.errors import AuthError, ConfigError, MailboxError, SetupError, TransientMailboxError
+from spamd.daemon import deciding
+from spamd.daemon.acting import Actor, keyword, unless_refused
+from spamd.errors import AuthError, ConfigError, MailboxError, SetupError
 from spamd.mail.ports import Fetched, FolderStatus, Mailbox
 from spamd.ops.config import Account, Mode
 from spamd.store.state import Decision, FolderMark, State
 
-T = TypeVar("T")
 BATCH = 200  # UIDs fetched, decided and recorded together
 BATCHES_AHEAD = 1  # fetched and being read (by a `PoolReader`) while one is decided
 ACT_EVERY = 1000  # moves (or flags) carried out together; see `FolderWatcher.handle`
@@ -337,6 +347,7 @@ class FolderWatcher:
         self._said_unsafe = False
         self._rescue_window = rescue_window
         self._held_timer: threading.Timer | None = None
+        self._actor = Actor(account, state, self._log, self._metrics)
 
     # -- the thread -------------------------------------------------------------
 
@@ -475,24 +486,35 @@ class FolderWatcher:
         self.handle(mailbox, junk, status.uidvalidity, mailbox.uids_after(mark.last_uid), skip=skip)
         self.settle_held(status.uidvalidity)  # wake up when what was held just now is due
         ours = self._state.flagged_uids(name, self.folder, status.uidvalidity)
-        self.learn_keywords(mailbox, status.uidvalidity, learning.JUNK_KEYWORDS, "spam", ours)
+        self.learn_keywords(
+            mailbox,
+            self.folder,
+            status.uidvalidity,
+            learning.JUNK_KEYWORDS,
+            label="spam",
+            ignore=ours,
+        )
         self.health.last_sync = time.time()
 
     def learn_keywords(
         self,
         mailbox: Mailbox,
+        folder: str,
         uidvalidity: int,
         keywords: Sequence[str],
+        *,
         label: learning.Label,
-        ignore: set[int],
+        ignore: Collection[int] = (),
     ) -> None:
-        """Labels a mail client set as keywords on messages of the selected folder."""
-        corrected = self._state.corrected_uids(self.account.name, self.folder, uidvalidity)
-        uids = [u for u in mailbox.search_keywords(keywords) if u not in corrected | ignore]
+        """Labels a mail client set as keywords on messages of `folder` (selected)."""
+        corrected = self._state.corrected_uids(self.account.name, folder, uidvalidity)
+        uids = [
+            u for u in mailbox.search_keywords(keywords) if u not in corrected and u not in ignore
+        ]
         if not uids:
             return
         for message, reading in self._fetch_read(mailbox, uids):
-            self._learn(label, "keyword", uidvalidity, message, reading)
+            self._learn(label, "keyword", uidvalidity, message, reading, folder=folder)
 
     def _fetch_read(self, mailbox: Mailbox, uids: Sequence[int]) -> list[tuple[Fetched, Reading]]:
         fetched = mailbox.fetch(uids, self.account.fetch_bytes)
@@ -509,7 +531,7 @@ class FolderWatcher:
         message: Fetched,
         reading: Reading,
         *,
-        folder: str | None = None,
+        folder: str,
     ) -> bool:
         return self._memory.learn(
             correction(
@@ -518,7 +540,7 @@ class FolderWatcher:
                 account=self.account.name,
                 label=label,
                 how=how,
-                folder=folder or self.folder,
+                folder=folder,
                 uidvalidity=uidvalidity,
             )
         )
@@ -543,24 +565,24 @@ class FolderWatcher:
         recorded before they are acted on, and acted on in groups of up to
         `ACT_EVERY`: a MOVE costs the server a look at the whole folder.
         """
-        ahead: deque[_Batch] = deque()
-        decided: list[_Decided] = []
-        for start in range(0, len(uids), BATCH):
-            if self._stop.is_set():
-                break
-            batch = list(uids[start : start + BATCH])
-            done = self._state.decided_uids(self.account.name, self.folder, uidvalidity, batch)
+        account, folder = self.account.name, self.folder
+
+        def start(batch: list[int]) -> _Batch:
+            done = self._state.decided_uids(account, folder, uidvalidity, batch)
             todo = [u for u in batch if u not in done and u not in (skip or ())]
             mark = FolderMark(uidvalidity, batch[-1]) if advance else None
-            ahead.append(self._start(mailbox, todo, mark, len(batch)))
-            if sum(d.pending for d in decided) >= ACT_EVERY:  # while two batches are read
-                self._act(mailbox, junk, decided)
-                decided = []
-            if len(ahead) > BATCHES_AHEAD:
-                decided.append(self._decide_batch(uidvalidity, ahead.popleft(), progress))
-        while ahead:
-            decided.append(self._decide_batch(uidvalidity, ahead.popleft(), progress))
-        self._act(mailbox, junk, decided)
+            return self._start(mailbox, todo, mark, len(batch))
+
+        batching.fetch_ahead(
+            batching.chunks(uids, BATCH),
+            start=start,
+            decide=lambda batch: self._decide_batch(uidvalidity, batch, progress),
+            act=lambda decided: self._act(mailbox, junk, decided),
+            pending=lambda decided: decided.pending,
+            ahead=BATCHES_AHEAD,
+            act_every=ACT_EVERY,
+            stopped=self._stop.is_set,
+        )
 
     def _uidvalidity_changed(
         self, mailbox: Mailbox, mark: FolderMark, status: FolderStatus
@@ -588,26 +610,44 @@ class FolderWatcher:
     ) -> _Decided:
         """Decide a batch and record the decisions (and the folder's mark with them)."""
         readings = batch.readings()
-        # What is known of the same mail: see `identity.arrival`.
+        # What is known of the same mail: see `rescues.arrivals`.
         keys = [r.content_hash for r in readings]
         labels = self._state.labels(self.account.name, keys)
         since = time.time() - self._rescue_window
         in_junk = self._state.in_junk(self.account.name, keys, since)
-        if not batch.fingerprinted and (in_junk or self._memory.remembers):
-            # A rescue may need storing, or the account's first correction was learnt
-            # meanwhile: these need their fingerprints after all (rare: read again).
+        if rescues.needs_fingerprints(
+            fingerprinted=batch.fingerprinted, in_junk=in_junk, remembers=self._memory.remembers
+        ):  # rare: read again
             raws = [m.raw for m in batch.fetched]
             readings = read_all(batch.scorer, raws, self.account.fetch_bytes)()
-        decisions = []
-        for message, reading in zip(batch.fetched, readings, strict=True):
+        arrivals = rescues.arrivals([r.content_hash for r in readings], labels, in_junk)
+        for message, reading, arrival in zip(batch.fetched, readings, arrivals, strict=True):
             self._metrics.classified(reading.seconds)
-            arrival = identity.arrival(
-                label=labels.get(reading.content_hash),
-                in_junk=reading.content_hash in in_junk,
-            )
-            decisions.append(
-                self._decide(message, reading, batch.scorer, uidvalidity, arrival=arrival)
-            )
+            if arrival == "rescued":  # kept whatever it reads (see `deciding.verdict`)
+                continue
+            if reading.error:
+                self._log.error("undecidable", uid=message.uid, error=reading.error)
+            elif reading.partial:
+                self._log.warning("read_partially", uid=message.uid)
+        decisions = deciding.decide_all(
+            [m.uid for m in batch.fetched],
+            readings,
+            arrivals,
+            rules=deciding.Rules(
+                self._mode,
+                self.account.allow,
+                self.account.block,
+                flag_unreadable=self.account.unreadable == "flag",
+            ),
+            judge=self._memory,
+            where=deciding.Where(
+                self.account.name,
+                self.folder,
+                uidvalidity,
+                batch.scorer.threshold,
+                batch.scorer.version,
+            ),
+        )
         self._state.record(decisions, self.account.name, self.folder, batch.mark)
         progress(batch.size)
         return _Decided(decisions, batch.started)
@@ -615,9 +655,10 @@ class FolderWatcher:
     def _act(self, mailbox: Mailbox, junk: str, decided: Sequence[_Decided]) -> None:
         """Carry out recorded decisions, then log one line per message."""
         decisions = [d for group in decided for d in group.decisions]
-        outcome = self._apply(mailbox, junk, [d for d in decisions if d.status == Status.PENDING])
+        pending = [d for d in decisions if d.status == Status.PENDING]
+        outcome = self._actor.apply(mailbox, self.folder, junk, pending)
         if self.account.set_keywords:
-            self._keyword(mailbox, [d for d in decisions if d.action == "keep"], NOT_JUNK_KEYWORD)
+            keyword(mailbox, [d for d in decisions if d.action == "keep"], NOT_JUNK_KEYWORD)
         now = time.perf_counter()
         for group in decided:
             # From FETCH to acted on, per message (batches overlap: an upper bound).
@@ -637,148 +678,6 @@ class FolderWatcher:
                     ms=round(ms, 1),
                 )
                 self._metrics.message(self.account.name, action, d.reason)
-
-    def _decide(
-        self,
-        message: Fetched,
-        reading: Reading,
-        scorer: Scorer,
-        uidvalidity: int,
-        *,
-        arrival: identity.Arrival = "new",
-    ) -> Decision:
-        if arrival == "rescued":  # the user's latest word on this mail: not spam
-            verdict = policy.RESCUED
-        elif reading.error:
-            self._log.error("undecidable", uid=message.uid, error=reading.error)
-            verdict = policy.unreadable(self.account.unreadable == "flag", self._mode)
-        else:
-            if reading.partial:
-                self._log.warning("read_partially", uid=message.uid)
-            verdict = self._memory.decide(
-                reading,
-                scorer.threshold,
-                mode=self._mode,
-                allow=self.account.allow,
-                block=self.account.block,
-                known_spam=arrival in ("known-spam", "held"),
-            )
-        acts = verdict.action in ("move", "flag")
-        return Decision(
-            account=self.account.name,
-            folder=self.folder,
-            uidvalidity=uidvalidity,
-            uid=message.uid,
-            message_id=reading.message_id,
-            content_hash=reading.content_hash,
-            score=reading.score,
-            action=verdict.action,
-            reason=verdict.reason,
-            model_version=scorer.version,
-            status=(Status.HELD if arrival == "held" else Status.PENDING) if acts else Status.DONE,
-        )
-
-    def _apply(self, mailbox: Mailbox, junk: str, pending: Sequence[Decision]) -> dict[int, str]:
-        """Carry out unfinished decisions; returns uid -> outcome where it did not go as planned."""
-        outcome: dict[int, str] = {}
-        flags = [d for d in pending if d.action == "flag"]
-        moves = [d for d in pending if d.action == "move"]
-        try:
-            self._keyword(mailbox, flags, JUNK_KEYWORD)
-            self._state.set_status(flags, Status.DONE)
-            if moves and self.account.set_keywords:
-                self._keyword(mailbox, moves, JUNK_KEYWORD)
-            try:
-                outcome = self._move(mailbox, junk, moves)
-            except MailboxError as exc:
-                if exc.code != "TRYCREATE" or isinstance(exc, TransientMailboxError):
-                    raise
-                # Junk was deleted or renamed under us: make it again, then move.
-                self._log.warning("junk_missing", junk=junk)
-                mailbox.find_junk()
-                outcome = self._move(mailbox, junk, moves)
-            self._state.set_status(moves, Status.DONE)
-            self._metrics.moved(self.account.name, len(moves) - len(outcome))  # not flagged
-        except TransientMailboxError:
-            raise  # reconnect; the unfinished rows are finished by the next sync
-        except MailboxError as exc:  # e.g. NO [OVERQUOTA]: leave it, retry at the next sync
-            # Only what was not copied yet is tried afresh; what was copied stays
-            # 'copying' (the table forbids going back), to be finished, never copied again.
-            uids = {d.uid for d in moves}
-            retry = [
-                d
-                for d in self._state.unfinished(self.account.name, self.folder, _uidvalidity(moves))
-                if d.uid in uids and d.status == Status.PENDING
-            ]
-            self._state.set_status(retry, Status.PENDING, attempt=True)
-            self._log.error("move_failed", uids=sorted(uids), error=str(exc), junk=junk)
-            outcome = {d.uid: "move_failed" for d in moves}
-            self._metrics.move_failed(self.account.name, len(moves))
-        return outcome
-
-    def _move(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> dict[int, str]:
-        """Move to Junk as safely as the server allows (see `layout.move_method`)."""
-        if not moves:
-            return {}
-        method = mailbox.move_method
-        if method == "move":
-            # A message copied before (the server had no MOVE then) may be in Junk
-            # already: it is finished the way it was begun, never moved again.
-            fresh = [d.uid for d in moves if d.status != Status.COPYING]
-            if fresh:
-                mailbox.move(fresh, junk)
-            if len(fresh) < len(moves):
-                self._copy_then_delete(mailbox, junk, [d for d in moves if d.uid not in fresh])
-        elif method == "copy":
-            self._copy_then_delete(mailbox, junk, moves)
-        else:  # "flag": decided as moves before the server lost MOVE and UIDPLUS
-            self._keyword(mailbox, moves, JUNK_KEYWORD)
-            copied = [d.uid for d in moves if d.status == Status.COPYING]
-            if copied:
-                self._log.warning("copy_left_in_junk", uids=copied, junk=junk)
-            return {d.uid: "flag" for d in moves}
-        return {}
-
-    def _copy_then_delete(self, mailbox: Mailbox, junk: str, moves: Sequence[Decision]) -> None:
-        """The fallback without MOVE, made idempotent by the 'copying' status: a
-        message is never copied again once it is 'copying', unless Junk lacks it."""
-        copied_before = [d for d in moves if d.status == Status.COPYING]
-        to_copy = [d for d in moves if d.status != Status.COPYING]
-        if copied_before:
-            # A crash may have come after the COPY: copy again only what Junk lacks.
-            in_junk = self._copied(mailbox, junk, copied_before)
-            again = [d.uid for d in copied_before if d.uid not in in_junk]
-            if again:
-                mailbox.copy(again, junk)
-        if to_copy:
-            self._state.set_status(to_copy, Status.COPYING)
-            mailbox.copy([d.uid for d in to_copy], junk)
-        mailbox.delete([d.uid for d in moves])
-
-    def _copied(self, mailbox: Mailbox, junk: str, decisions: Sequence[Decision]) -> set[int]:
-        """Which of these messages Junk holds already: found by Message-ID, or, for
-        mail without one (or one the server refuses to search for), among Junk's
-        messages of the same size by content."""
-        sizes = mailbox.sizes([d.uid for d in decisions])
-        mailbox.select(junk)
-        found = set()
-        for d in decisions:
-            same_id = (
-                self._unless_refused(partial(mailbox.search_header, "Message-ID", d.message_id))
-                if d.message_id
-                else None
-            )
-            if same_id is not None:
-                if same_id:
-                    found.add(d.uid)
-            elif d.uid in sizes:  # no Message-ID, or one the server cannot search for
-                candidates = mailbox.fetch(
-                    mailbox.search_size(sizes[d.uid]), self.account.fetch_bytes
-                )
-                if any(content_hash(m.raw) == d.content_hash for m in candidates):
-                    found.add(d.uid)
-        mailbox.select(self.folder)
-        return found
 
     def settle_held(self, uidvalidity: int) -> None:
         """A held copy whose original stayed in Junk for the whole rescue window was
@@ -800,41 +699,7 @@ class FolderWatcher:
 
     def finish_unfinished(self, mailbox: Mailbox, junk: str, uidvalidity: int) -> None:
         """Carry out decisions recorded but not acted on before a crash or a cut connection."""
-        unfinished = self._state.unfinished(self.account.name, self.folder, uidvalidity)
-        if not unfinished:
-            return
-        present = mailbox.existing([d.uid for d in unfinished])
-        gone = [d for d in unfinished if d.uid not in present and d.status == Status.PENDING]
-        self._state.set_status(gone, Status.GONE)  # moved before a crash, or by the user
-        # A 'copying' message gone from here was copied and expunged: done.
-        self._state.set_status(
-            [d for d in unfinished if d.uid not in present and d.status == Status.COPYING],
-            Status.DONE,
-        )
-        still = [d for d in unfinished if d.uid in present]
-        if still:
-            self._log.info("finishing", uids=[d.uid for d in still])
-            self._apply(mailbox, junk, still)
-
-    def _unless_refused(self, search: Callable[[], T]) -> T | None:
-        """The answer to a search for a value from mail, or None when the server
-        refused it (logged): that value is given up, never retried by reconnecting."""
-        try:
-            return search()
-        except TransientMailboxError:
-            raise
-        except MailboxError as exc:
-            self._log.warning("search_refused", error=str(exc))
-            return None
-
-    @staticmethod
-    def _keyword(mailbox: Mailbox, decisions: Sequence[Decision], keyword: str) -> None:
-        if decisions:
-            mailbox.add_keywords([d.uid for d in decisions], [keyword])
-
-
-def _uidvalidity(decisions: Sequence[Decision]) -> int:
-    return decisions[0].uidvalidity if decisions else 0
+        self._actor.finish_unfinished(mailbox, self.folder, junk, uidvalidity)
 
 
 class JunkWatcher(FolderWatcher):
@@ -856,10 +721,16 @@ class JunkWatcher(FolderWatcher):
     def _find_own(self, mailbox: Mailbox, listing: Listing) -> None:
         """Nothing: this watcher's folder is Junk, and it moves no mail."""
 
-    def sync(self, mailbox: Mailbox, junk: str) -> None:
-        if self.folder != junk:  # found on connecting
+    def prepare(self, mailbox: Mailbox) -> str:
+        """As a folder watcher's; this watcher's folder is the Junk folder found (for
+        /healthz). Its sync is given that folder, and passes it on explicitly."""
+        junk = super().prepare(mailbox)
+        if self.folder != junk:
             self.folder = junk
             self._log = self._log.bind(folder=junk)
+        return junk
+
+    def sync(self, mailbox: Mailbox, junk: str) -> None:
         name = self.account.name
         status = mailbox.select(junk)
         mark = self._state.mark(name, junk)
@@ -872,7 +743,7 @@ class JunkWatcher(FolderWatcher):
         gone = sorted(set(known) - mailbox.existing(sorted(known)))
         new = mailbox.uids_after(mark.last_uid)
         for start in range(0, len(new), BATCH):
-            added = self._arrived(mailbox, status.uidvalidity, new[start : start + BATCH])
+            added = self._arrived(mailbox, junk, status.uidvalidity, new[start : start + BATCH])
             last = FolderMark(status.uidvalidity, new[min(len(new), start + BATCH) - 1])
             self._state.update_junk_items(
                 name, status.uidvalidity, added, [], mark=last, folder=junk
@@ -890,7 +761,9 @@ class JunkWatcher(FolderWatcher):
             # again, so look again.
             mailbox.select(junk)
             self.wake.set()
-        self.learn_keywords(mailbox, status.uidvalidity, learning.NOT_JUNK_KEYWORDS, "ham", set())
+        self.learn_keywords(
+            mailbox, junk, status.uidvalidity, learning.NOT_JUNK_KEYWORDS, label="ham"
+        )
         self.health.last_sync = time.time()
 
     def _unseen_departures(self, mailbox: Mailbox, uidvalidity: int) -> list[tuple[str, str]]:
@@ -904,33 +777,34 @@ class JunkWatcher(FolderWatcher):
         self._departed_keys &= {key for _, key in recent}
         unseen = []
         for message_id, key in recent:
-            if key in there or key in self._departed_keys or not message_id:
+            if not rescues.may_have_departed(
+                message_id, key, there=there, departed=self._departed_keys
+            ):
                 continue
             search = partial(mailbox.search_header, "Message-ID", message_id)
-            if self._unless_refused(search) != []:  # refused: given up, like a locate
+            if unless_refused(self._log, search) != []:  # refused: given up, like a locate
                 continue  # in Junk, arrived after this sync's look: the next one reads it
             self._departed_keys.add(key)
             unseen.append((message_id, key))
         return unseen
 
     def _arrived(
-        self, mailbox: Mailbox, uidvalidity: int, uids: Sequence[int]
+        self, mailbox: Mailbox, junk: str, uidvalidity: int, uids: Sequence[int]
     ) -> list[tuple[int, str, str, str]]:
         read = self._fetch_read(mailbox, uids)
         keys = [r.content_hash for _, r in read]
         ours = self._state.moved_to_junk(self.account.name, keys)
         labels = self._state.labels(self.account.name, keys)
-        items = []
+        items: list[tuple[int, str, str, str]] = []
         for message, reading in read:
             # Mail spamd moved here, unless the user rescued it since: then this drag
             # back is the user's, and their latest word (spam) replaces the rescue.
-            key = reading.content_hash
-            origin = "spamd" if key in ours and labels.get(key) != "ham" else "user"
+            origin = rescues.origin(reading.content_hash, ours, labels)
             self._log.info(
                 "arrived_in_junk", uid=message.uid, message_id=reading.message_id, origin=origin
             )
             if origin == "user":
-                self._learn("spam", "moved_to_junk", uidvalidity, message, reading)
+                self._learn("spam", "moved_to_junk", uidvalidity, message, reading, folder=junk)
             items.append((message.uid, reading.message_id, reading.content_hash, origin))
         return items
 
@@ -939,19 +813,17 @@ class JunkWatcher(FolderWatcher):
     ) -> None:
         """Mail left Junk: a rescue if the same mail is (or was just) seen elsewhere."""
         departure = identity.Sighting(digest, time.time())
-        held = {(d.folder, d.uid): d for d in self._state.held(self.account.name, digest)}
-        arrivals = [identity.Sighting(d.content_hash, d.at, d.folder, d.uid) for d in held.values()]
-        rescue = identity.rescue_of(departure, arrivals, self._rescue_window)
+        held = self._state.held(self.account.name, digest)
+        rescue = rescues.rescued_copy(departure, held, self._rescue_window)
         if rescue is not None:  # a copy a watcher holds (a sync client uploads, then deletes)
             mailbox.examine(rescue.folder)
             same = self._fetch_read(mailbox, [rescue.uid])
             if same and same[0][1].content_hash == digest:
-                self._learn("ham", "rescued", held[rescue.folder, rescue.uid].uidvalidity,
-                            *same[0], folder=rescue.folder)  # fmt: skip
-                self._state.rescued(held[rescue.folder, rescue.uid])
+                self._learn("ham", "rescued", rescue.uidvalidity, *same[0], folder=rescue.folder)
+                self._state.rescued(rescue)
                 return
         found = (
-            self._unless_refused(partial(mailbox.locate, message_id, skip={junk}))
+            unless_refused(self._log, partial(mailbox.locate, message_id, skip={junk}))
             if message_id
             else None
         )
