@@ -1,6 +1,12 @@
 """A stranger's mailbox on the first day: the two shared corpora, leave one corpus out.
 
-    python bench/dayone.py [--samples 500,1000] [--c 3] [--no-replay]
+    python bench/dayone.py [--samples 500,1000] [--c 3] [--ham-weight 1] [--floor 0.9]
+                           [--no-replay] [--only spamassassin_public]
+
+``--c``, ``--ham-weight`` and ``--floor`` set the layer's inverse penalty
+(`personal.DEFAULT_C`), the weight of a kept message (`personal.HAM_WEIGHT`) and the
+floor of a calibrated threshold (`calibration.MIN_CALIBRATED`), to measure the
+settings before issue 18's second pass (``--c 10 --ham-weight 1 --floor 0.9``).
 
 Both ways round, a base model is trained (the shipped pipeline, `model.train`)
 on one corpus; the other plays the user's mailbox. Its messages are split by
@@ -346,12 +352,24 @@ def main() -> int:
     parser.add_argument(
         "--c", type=float, default=personal.DEFAULT_C, help="layer's inverse penalty"
     )
+    parser.add_argument(
+        "--ham-weight", type=float, default=personal.HAM_WEIGHT, help="a kept message's weight"
+    )
+    parser.add_argument(
+        "--floor", type=float, default=calibration.MIN_CALIBRATED, help="calibrated floor"
+    )
     parser.add_argument("--no-replay", action="store_true")
     parser.add_argument(
         "--only", choices=NAMES, help="only the way with this corpus as the mailbox"
     )
     args = parser.parse_args()
     samples = [int(s) for s in args.samples.split(",")]
+    personal.HAM_WEIGHT = args.ham_weight  # read by personal.fit at each call
+    calibration.MIN_CALIBRATED = args.floor  # read by calibration.calibrate
+    print(
+        f"layer: C {args.c:g}, a kept message weighs {args.ham_weight:g}; "
+        f"calibrated thresholds never below {args.floor:g}"
+    )
     print(f"load: {os.getloadavg()[0]:.1f} (1-minute load average at the start; 2 cores)")
     for base, user in ((NAMES[1], NAMES[0]), (NAMES[0], NAMES[1])):
         if args.only in (None, user):

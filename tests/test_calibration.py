@@ -67,9 +67,9 @@ def test_a_bigger_sample_is_no_longer_cautious() -> None:
     ).cautious
 
 
-def test_the_threshold_never_drops_below_the_models_floor() -> None:
+def test_the_threshold_never_drops_below_the_calibrated_floor() -> None:
     cal = calibration.calibrate(np.full(3000, 0.01), np.full(50, 0.95), BUDGET)
-    assert cal.threshold == calibration.MIN_THRESHOLD == 0.9
+    assert cal.threshold == calibration.MIN_CALIBRATED == 0.8
     assert cal.spam_caught == 1.0
 
 
@@ -162,3 +162,12 @@ def test_an_accounts_calibration_becomes_per_account_gauges() -> None:
     assert 'spamd_account_threshold{account="ann"} 0.91' in text
     assert 'spamd_account_move_at{account="ann"} 0.98' in text
     assert 'spamd_account_calibration_messages{account="ann",label="ham"} 400.0' in text
+
+
+def test_a_kept_message_weighs_more_than_a_junked_one() -> None:
+    # Two messages the base cannot tell apart, one kept and one junked: precision
+    # first, the layer leans to ham (with equal weights it would stay at 0.5).
+    same: personal.Design = (np.array([7], dtype=np.int32), np.array([1.0]), 0.0)
+    layer = personal.fit([same, same], [0, 1])
+    assert personal.HAM_WEIGHT > 1
+    assert layer.score(same) < 0.5 - 0.1
