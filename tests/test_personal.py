@@ -15,6 +15,8 @@ import pytest
 from spamd.core import personal
 from spamd.core.personal import Layer, PersonalScorer
 from spamd.core.scorer import load
+from spamd.daemon.personal import AccountModel
+from spamd.daemon.service import DRIFT_SECONDS, REFUSED_MESSAGES, Service
 from spamd.errors import ModelError
 from spamd.store.accounts import AccountFiles, write_private
 from tests.conftest import (
@@ -22,6 +24,7 @@ from tests.conftest import (
     SHIPPED_MODEL,
     SPAM,
     Box,
+    Events,
     new_box,
     running_service,
     spamd_config,
@@ -144,3 +147,41 @@ def test_an_empty_layer_scores_as_the_base_and_a_layer_moves_only_its_columns() 
     other = SPAM[0].read_bytes()
     if cols[0] not in base.design(base.features(other))[0]:
         assert own.score(other) == pytest.approx(base.score(other))
+
+
+def test_an_account_calibrates_again_when_its_mail_or_the_base_model_drifts(
+    tmp_path: Path,
+) -> None:
+    settings: dict[str, object] = {
+        "name": "x",
+        "host": "127.0.0.1",
+        "username": "x",
+        "password": "p",
+    }
+    config = spamd_config(tmp_path, settings)
+    service = Service(config, log=Events.logger())
+    try:
+        (account,) = config.accounts
+        own = AccountModel(AccountFiles(config.state_dir, "x"), service.model, Events.logger())
+        service.personal["x"] = own
+        own.state = "refused: too little mail"
+        own.attempted(0)
+        assert service.drifted(account) == ""
+        own.handled_at_attempt = -REFUSED_MESSAGES  # as many new messages since
+        assert (
+            service.drifted(account)
+            == f"{REFUSED_MESSAGES} new messages since the last calibration"
+        )
+        own.state = "calibrated"  # a calibrated account waits for more
+        assert service.drifted(account) == ""
+        own.last_attempt -= DRIFT_SECONDS
+        assert service.drifted(account) == "time since the last calibration"
+        own.attempted(0)
+        own.layer, own.layer_base = (
+            Layer(np.array([1], np.int32), np.ones(1, np.float32), 0.0, 9),
+            "old",
+        )
+        assert service.drifted(account) == "the live base model changed"
+        assert own() is service.model()  # until then: the base alone
+    finally:
+        service.state.close()
