@@ -334,6 +334,9 @@ def burst(
         retrains.append(done)
         if done["event"] == names[1] and done["corrections"] == total and done["promoted"]:
             break
+        if done["event"] == names[2] and done.get("corrections") == total:
+            print(f"\nburst: the fit with all {total} corrections was refused: {done['refused']}")
+            return
         if len(retrains) > 5:
             raise SystemExit(f"the burst is not live after {len(retrains)} retrains: {retrains}")
     print(

@@ -21,6 +21,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, zip_longest
+from typing import TYPE_CHECKING
 
 from spamd.core import learning, personal
 from spamd.core.features import extract
@@ -33,7 +34,9 @@ from spamd.mail.imap import Fetched
 from spamd.ops.config import Account, Config
 from spamd.store.state import State
 from spamd.store.versions import ModelStore
-from spamd.training.retrain import Outcome, retrain
+
+if TYPE_CHECKING:
+    from spamd.training.retrain import Outcome
 
 DEFAULT_LIMIT = 500  # messages per class
 CALIBRATION_LIMIT = 1000  # newest kept and junked messages scored to calibrate an account
@@ -157,6 +160,10 @@ def run(
     connect: Callable[[Account], Mailbox],
 ) -> Result:
     """Collect, store and retrain once (the guard still decides what goes live)."""
+    # Here, not at the top: the daemon reads calibration samples with this module
+    # and must not load scikit-learn.
+    from spamd.training.retrain import retrain  # noqa: PLC0415
+
     store = ModelStore(config.state_dir, config.model_path)
     scorer = load(store.live_path())
     mailbox = connect(account)
