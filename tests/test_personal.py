@@ -49,6 +49,8 @@ def test_by_default_an_account_with_too_little_mail_is_refused_says_so_and_flags
         health = service.health()[1]["accounts"][mailbox.user]
         assert str(health["personal"]["state"]).startswith("refused: too little mail")
         assert health["calibration"]["cautious"] is True
+        wait_until(lambda: not service.personal[mailbox.user].busy)
+        assert service.dead() == []  # a finished calibration is no dead watcher (the watchdog)
 
         mailbox.append(INVOICE.read_bytes())  # in the uncertain band: flagged, left in INBOX
         mailbox.append(SPAM[0].read_bytes())  # sure spam: moved

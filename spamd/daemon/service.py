@@ -136,7 +136,8 @@ class Service:
         self.stop_event = threading.Event()
         self.watchers: list[FolderWatcher] = []  # one per watched folder
         self.junk_watchers: list[JunkWatcher] = []  # one per account, when learning
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # the watchers'
+        self._workers: list[threading.Thread] = []  # calibrations running
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self.memories: dict[str, Memory] = {}  # one per account, by name
         self.personal: dict[str, AccountModel] = {}  # accounts that calibrate, by name
@@ -258,9 +259,9 @@ class Service:
             watcher.wake.set()
         self.scheduler.shutdown(wait=False)
         deadline = time.monotonic() + grace
-        for thread in self._threads:
+        for thread in [*self._threads, *self._workers]:
             thread.join(max(0.0, deadline - time.monotonic()))
-        stuck = [t.name for t in self._threads if t.is_alive()]
+        stuck = [t.name for t in [*self._threads, *self._workers] if t.is_alive()]
         if stuck:  # e.g. connecting to a server that does not answer; state is safe anyway
             self._log.warning("stop_timeout", still_running=stuck)
         else:
@@ -289,11 +290,14 @@ class Service:
         self.telemetry.calibrated(account.name, cal.threshold, cal.move_at, cal.ham, cal.spam)
 
     def _in_background(self, account: Account) -> None:
+        """Calibrate in a thread of its own, which ends when done (not a watcher:
+        `dead` does not count it)."""
         thread = threading.Thread(
             target=self._work, args=(account.name,), name=f"{account.name}/personal", daemon=True
         )
+        self._workers = [t for t in self._workers if t.is_alive()]
+        self._workers.append(thread)
         thread.start()
-        self._threads.append(thread)
 
     def _work(self, name: str) -> None:
         """Thread or job: an account's calibration and layer refits, one at a time; a
