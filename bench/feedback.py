@@ -239,7 +239,7 @@ LAYER = ("layer_fitting", "layer_fitted", "layer_refused", "layer_fit_failed")
 SHARED = ("retraining", "retrained", "retrained", "retrain_failed")
 
 
-def live(trials: int, shared: bool = False) -> None:
+def live(trials: int, shared: bool = False, kept: int = 0) -> None:
     spam = sorted((CORPORA / "modern_public" / "spam").glob("*.eml"))[: trials * 5 + 60]
     took: list[float] = []
     observed: list[float] = []
@@ -248,12 +248,26 @@ def live(trials: int, shared: bool = False) -> None:
     with sandbox.running({"u": "p"}) as server, tempfile.TemporaryDirectory() as tmp:
         extra = {"calibrate": False} if shared else {}
         config = write_config(Path(tmp), [account(server.imap_port, "u", "p", **extra)])
-        proc = spamd("run", "--config", str(config))
-        stream = events(proc)
         client = imapclient.IMAPClient("127.0.0.1", server.imap_port, ssl=False)
         client.login("u", "p")
+        if kept:  # the account's existing mail, which it calibrates on
+            sa = CORPORA / "spamassassin_public"
+            for folder, label in (("INBOX", "ham"), ("Junk", "spam")):
+                for path in sorted((sa / label).glob("*.eml"))[:kept]:
+                    client.append(folder, path.read_bytes())
+        proc = spamd("run", "--config", str(config))
+        stream = events(proc)
         try:
             next(e for e in stream if e.get("event") == "junk_baseline")
+            if kept and not shared:
+                done = next(
+                    e for e in stream if e.get("event") in ("calibrated", "calibration_refused")
+                )
+                print(
+                    f"calibrated on {done.get('ham')} kept + {done.get('spam')} junked: "
+                    f"threshold {done.get('threshold')}, layer {done.get('layer_bytes')} bytes, "
+                    f"{done.get('seconds')} s"
+                )
             for raw_path in spam:
                 if len(took) == trials:
                     break
@@ -355,11 +369,17 @@ def main() -> None:
     parser.add_argument(
         "--shared", action="store_true", help="live: calibrate: false (the shared retrain)"
     )
+    parser.add_argument(
+        "--kept",
+        type=int,
+        default=0,
+        help="live: first put this many SpamAssassin ham in INBOX and spam in Junk",
+    )
     args = parser.parse_args()
     if not args.skip_replay:
         replay(not args.no_bogofilter)
     if not args.skip_live:
-        live(args.trials, args.shared)
+        live(args.trials, args.shared, args.kept)
 
 
 if __name__ == "__main__":
