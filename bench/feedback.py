@@ -278,7 +278,7 @@ def live(trials: int, shared: bool = False, kept: int = 0) -> None:
                 next(e for e in stream if e.get("event") == "arrived_in_junk")
                 client.select_folder("Junk")
                 started = time.perf_counter()
-                client.move(client.search("ALL"), "INBOX")
+                client.move(client.search("ALL")[-1:], "INBOX")  # the newest: this one
                 client.unselect_folder()
                 done = next(e for e in stream if e.get("event") in names[1:])
                 if done["event"] == names[3] or (shared and not done.get("promoted")):
@@ -293,7 +293,8 @@ def live(trials: int, shared: bool = False, kept: int = 0) -> None:
                 observed.append(float(live_event["seconds"]))  # type: ignore[arg-type]
                 print(
                     f"trial {len(took)}: correction -> live model in {took[-1]:.2f} s "
-                    f"(daemon: {observed[-1]:.2f} s from observing it)"
+                    f"(daemon: {observed[-1]:.2f} s from observing it; the fit itself "
+                    f"{done.get('seconds')} s)"
                 )
             burst(client, stream, spam[-60:], names, corrections_before=len(took))
         finally:
@@ -335,7 +336,7 @@ def burst(
     if junked < BURST + 1:
         raise SystemExit(f"only {junked} of the burst's spam were junked: use more --trials")
     client.select_folder("Junk")
-    first, *rest = client.search("ALL")
+    first, *rest = client.search("ALL")[-(BURST + 1) :]  # not the --kept sample
     client.move([first], "INBOX")
     next(e for e in stream if e.get("event") == names[0])
     started = time.perf_counter()
