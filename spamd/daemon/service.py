@@ -59,6 +59,9 @@ DRIFT_MESSAGES = 500
 DRIFT_SECONDS = 7 * 24 * 3600.0
 REFUSED_MESSAGES = 50  # an account refused for too little mail tries again sooner
 REFUSED_SECONDS = 24 * 3600.0
+# Accounts reading their calibration samples at once: on a start with many accounts,
+# the others wait (kinder to the server, and memory stays flat).
+CALIBRATIONS_AT_ONCE = 2
 
 
 def state_path(config: Config) -> Path:
@@ -138,6 +141,7 @@ class Service:
         self.junk_watchers: list[JunkWatcher] = []  # one per account, when learning
         self._threads: list[threading.Thread] = []  # the watchers'
         self._workers: list[threading.Thread] = []  # calibrations running
+        self._sampling = threading.BoundedSemaphore(CALIBRATIONS_AT_ONCE)
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self.memories: dict[str, Memory] = {}  # one per account, by name
         self.personal: dict[str, AccountModel] = {}  # accounts that calibrate, by name
@@ -328,10 +332,17 @@ class Service:
         """Read a sample of the account's newest kept mail and Junk (`bootstrap.sample`),
         then fit its layer and set its threshold on out-of-fold scores of that sample
         (`training.layers`); on too little mail the account stays cautious."""
+        own.state = "waiting to calibrate"
+        with self._sampling:
+            if self.stop_event.is_set():
+                return
+            own.attempted(self._handled(account.name))
+            own.state = "calibrating"
+            self._sample_and_fit(account, memory, own)
+
+    def _sample_and_fit(self, account: Account, memory: Memory, own: AccountModel) -> None:
         from spamd.daemon import bootstrap  # noqa: PLC0415 - bootstrap imports this module
 
-        own.attempted(self._handled(account.name))
-        own.state = "calibrating"
         base = self.model()
         kept = junked = 0
         try:
