@@ -449,6 +449,14 @@ class Service:
         if self.model.check():
             for memory in self.memories.values():
                 memory.reload()
+            for account in self.config.accounts:  # their layers belong to the old base
+                own = self.personal.get(account.name)
+                if own is not None and own.layer.examples and not own.current:
+                    self._log.info(
+                        "recalibrating", account=account.name, reason="the live base model changed"
+                    )
+                    own.calibrate_wanted = True
+                    self._in_background(account)
 
     def _learned(self, correction: Correction) -> None:
         """A user corrected spamd: retrain once corrections stop coming for a moment.
