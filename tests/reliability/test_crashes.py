@@ -21,6 +21,7 @@ from spamd.store.state import FILE_NAME, State
 from tests import sandbox
 from tests.conftest import ROOT, SHIPPED_MODEL, Box, new_box, spamd_config, wait_until
 from tests.reliability.conftest import (
+    MODEL_VERDICTS,
     Report,
     all_decided,
     assert_decided_once,
@@ -84,7 +85,7 @@ def _trial(dovecot: sandbox.Dovecot, work: Path, trial: int, rng: random.Random)
     box = new_box(dovecot, user, work)
     messages = {n: variant(n) for n in range(trial * BATCH, (trial + 1) * BATCH)}
     dovecot.seed_maildir(user, [raw for raw, _ in messages.values()])
-    settings = box.settings(scan_existing=True)
+    settings = box.settings(scan_existing=True, **MODEL_VERDICTS)
     config_file = work / "spamd.yaml"
     config_file.write_text(
         yaml.safe_dump(

@@ -13,7 +13,7 @@ import yaml
 
 from tests import sandbox
 from tests.conftest import ROOT, SHIPPED_MODEL, Box, can_log_in, wait_until
-from tests.reliability.conftest import Report, variant
+from tests.reliability.conftest import MODEL_VERDICTS, Report, variant
 
 RSS_GROWTH_MB = 20.0  # the stated bounds, after warm-up
 FD_GROWTH = 10
@@ -44,7 +44,7 @@ def test_memory_and_descriptors_stay_flat_under_a_stream_of_mail(
             {
                 "state_dir": str(tmp_path / "state"),
                 "model": {"path": str(SHIPPED_MODEL)},
-                "accounts": [b.settings() for b in boxes],
+                "accounts": [b.settings(**MODEL_VERDICTS) for b in boxes],
                 "log": {"format": "json"},
             }
         )
