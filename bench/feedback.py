@@ -22,7 +22,8 @@ where trace headers give the label away.
 **Live**: `spamd run` against a sandbox Dovecot. Each trial delivers a spam
 message, waits until spamd has moved it to Junk, moves it back to INBOX from
 another IMAP client (the user's "not spam") and times from that MOVE until
-spamd logs the swap to the retrained model; the daemon's own
+spamd logs the account's refitted personal layer live (the default; with
+``--shared``, ``calibrate: false``: the swap to the retrained shared model); the daemon's own
 ``correction_to_live`` (from when it observed the correction) is shown beside.
 The retrain delay (debounce, default 1 s) is included. Then a **burst**: 21
 junked spam; one is rescued, and while the retrain it caused runs the other 20
@@ -232,18 +233,41 @@ def replay(bogofilter_too: bool) -> None:
         print_replay(results, stream)
 
 
-def live(trials: int) -> None:
+# What the daemon logs for a fit starting, going live, refused or failing: the account's
+# personal layer (the default), or the shared model (`calibrate: false`).
+LAYER = ("layer_fitting", "layer_fitted", "layer_refused", "layer_fit_failed")
+SHARED = ("retraining", "retrained", "retrained", "retrain_failed")
+
+
+def live(trials: int, shared: bool = False, kept: int = 0) -> None:
     spam = sorted((CORPORA / "modern_public" / "spam").glob("*.eml"))[: trials * 5 + 60]
     took: list[float] = []
     observed: list[float] = []
+    names = SHARED if shared else LAYER
+    print(f"\nlive: {'the shared model (calibrate: false)' if shared else 'personal layers'}")
     with sandbox.running({"u": "p"}) as server, tempfile.TemporaryDirectory() as tmp:
-        config = write_config(Path(tmp), [account(server.imap_port, "u", "p")])
-        proc = spamd("run", "--config", str(config))
-        stream = events(proc)
+        extra = {"calibrate": False} if shared else {}
+        config = write_config(Path(tmp), [account(server.imap_port, "u", "p", **extra)])
         client = imapclient.IMAPClient("127.0.0.1", server.imap_port, ssl=False)
         client.login("u", "p")
+        if kept:  # the account's existing mail, which it calibrates on
+            sa = CORPORA / "spamassassin_public"
+            for folder, label in (("INBOX", "ham"), ("Junk", "spam")):
+                for path in sorted((sa / label).glob("*.eml"))[:kept]:
+                    client.append(folder, path.read_bytes())
+        proc = spamd("run", "--config", str(config))
+        stream = events(proc)
         try:
             next(e for e in stream if e.get("event") == "junk_baseline")
+            if kept and not shared:
+                done = next(
+                    e for e in stream if e.get("event") in ("calibrated", "calibration_refused")
+                )
+                print(
+                    f"calibrated on {done.get('ham')} kept + {done.get('spam')} junked: "
+                    f"threshold {done.get('threshold')}, layer {done.get('layer_bytes')} bytes, "
+                    f"{done.get('seconds')} s"
+                )
             for raw_path in spam:
                 if len(took) == trials:
                     break
@@ -254,21 +278,25 @@ def live(trials: int) -> None:
                 next(e for e in stream if e.get("event") == "arrived_in_junk")
                 client.select_folder("Junk")
                 started = time.perf_counter()
-                client.move(client.search("ALL"), "INBOX")
+                client.move(client.search("ALL")[-1:], "INBOX")  # the newest: this one
                 client.unselect_folder()
-                swapped = next(
-                    e for e in stream if e.get("event") in ("model_swapped", "retrain_failed")
-                )
-                if swapped["event"] != "model_swapped":
-                    raise SystemExit(f"retrain failed: {swapped}")
+                done = next(e for e in stream if e.get("event") in names[1:])
+                if done["event"] == names[3] or (shared and not done.get("promoted")):
+                    raise SystemExit(f"retrain failed: {done}")
+                if done["event"] == names[2]:
+                    print(f"refused by the guard: {done.get('refused')}")
+                    continue
+                if shared:
+                    next(e for e in stream if e.get("event") == "model_swapped")
                 took.append(time.perf_counter() - started)
                 live_event = next(e for e in stream if e.get("event") == "correction_to_live")
                 observed.append(float(live_event["seconds"]))  # type: ignore[arg-type]
                 print(
                     f"trial {len(took)}: correction -> live model in {took[-1]:.2f} s "
-                    f"(daemon: {observed[-1]:.2f} s from observing it)"
+                    f"(daemon: {observed[-1]:.2f} s from observing it; the fit itself "
+                    f"{done.get('seconds')} s)"
                 )
-            burst(client, stream, spam[-60:], corrections_before=len(took))
+            burst(client, stream, spam[-60:], names, corrections_before=len(took))
         finally:
             client.logout()
             proc.terminate()
@@ -293,6 +321,7 @@ def burst(
     client: imapclient.IMAPClient,
     stream: Iterator[dict[str, object]],
     spam: list[Path],
+    names: tuple[str, str, str, str],
     corrections_before: int,
 ) -> None:
     """Rescue one junked spam, then `BURST` more while the retrain it started runs."""
@@ -307,19 +336,22 @@ def burst(
     if junked < BURST + 1:
         raise SystemExit(f"only {junked} of the burst's spam were junked: use more --trials")
     client.select_folder("Junk")
-    first, *rest = client.search("ALL")
+    first, *rest = client.search("ALL")[-(BURST + 1) :]  # not the --kept sample
     client.move([first], "INBOX")
-    next(e for e in stream if e.get("event") == "retraining")
+    next(e for e in stream if e.get("event") == names[0])
     started = time.perf_counter()
     client.move(rest, "INBOX")  # while that retrain runs
     client.unselect_folder()
     total = corrections_before + BURST + 1
     retrains = []
     while True:
-        done = next(e for e in stream if e.get("event") in ("retrained", "retrain_failed"))
+        done = next(e for e in stream if e.get("event") in names[1:])
         retrains.append(done)
-        if done["event"] == "retrained" and done["corrections"] == total and done["promoted"]:
+        if done["event"] == names[1] and done["corrections"] == total and done["promoted"]:
             break
+        if done["event"] == names[2] and done.get("corrections") == total:
+            print(f"\nburst: the fit with all {total} corrections was refused: {done['refused']}")
+            return
         if len(retrains) > 5:
             raise SystemExit(f"the burst is not live after {len(retrains)} retrains: {retrains}")
     print(
@@ -335,11 +367,20 @@ def main() -> None:
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--no-bogofilter", action="store_true", help="replay spamd only")
     parser.add_argument("--trials", type=int, default=3, help="live trials")
+    parser.add_argument(
+        "--shared", action="store_true", help="live: calibrate: false (the shared retrain)"
+    )
+    parser.add_argument(
+        "--kept",
+        type=int,
+        default=0,
+        help="live: first put this many SpamAssassin ham in INBOX and spam in Junk",
+    )
     args = parser.parse_args()
     if not args.skip_replay:
         replay(not args.no_bogofilter)
     if not args.skip_live:
-        live(args.trials)
+        live(args.trials, args.shared, args.kept)
 
 
 if __name__ == "__main__":

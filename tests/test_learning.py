@@ -193,7 +193,9 @@ def move(box: Box, source: str, target: str) -> None:
 def test_rescued_mail_is_learned_never_moved_back_and_retrained_live(
     mailbox: Box, tmp_path: Path
 ) -> None:
-    config = spamd_config(tmp_path, mailbox.settings(), learning={"retrain_delay": 0.2})
+    # An account without a personal layer (`calibrate: false`): the shared model learns.
+    settings = mailbox.settings(calibrate=False)
+    config = spamd_config(tmp_path, settings, learning={"retrain_delay": 0.2})
     with running_service(config) as (service, events):
         wait_until(lambda: synced(service), what="every watcher's first sync")
         mailbox.append(SPAM[0].read_bytes())

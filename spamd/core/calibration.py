@@ -88,11 +88,7 @@ def calibrate(ham_scores: ArrayLike, spam_scores: ArrayLike, fp_budget: float) -
     """
     ham = np.sort(np.asarray(ham_scores, dtype=float))[::-1]
     spam = np.asarray(spam_scores, dtype=float)
-    if ham.size < MIN_HAM or spam.size < MIN_SPAM:
-        raise CalibrationError(
-            f"too little mail to calibrate on: {ham.size} kept and {spam.size} junked "
-            f"messages, at least {MIN_HAM} kept and {MIN_SPAM} junked needed"
-        )
+    check_sample(ham.size, spam.size)
     if not 0 < fp_budget < 1:
         raise CalibrationError(f"false-positive budget {fp_budget} is not between 0 and 1")
     n = ham.size
@@ -109,6 +105,15 @@ def calibrate(ham_scores: ArrayLike, spam_scores: ArrayLike, fp_budget: float) -
         fpr_bound=bound,
         spam_caught=float(np.mean(spam >= threshold)),
     )
+
+
+def check_sample(ham: int, spam: int) -> None:
+    """Raise CalibrationError, saying what is missing, on too few kept or junked messages."""
+    if ham < MIN_HAM or spam < MIN_SPAM:
+        raise CalibrationError(
+            f"too little mail to calibrate on: {ham} kept and {spam} junked "
+            f"messages, at least {MIN_HAM} kept and {MIN_SPAM} junked needed"
+        )
 
 
 def needed_ham(fp_budget: float) -> int:

@@ -22,12 +22,21 @@ logit is at most ``|b| + sum over channels of |d_channel|``.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import ArrayLike
+
+from spamd.core.features import Features
+from spamd.core.scorer import Scorer
+from spamd.errors import ModelError
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 DEFAULT_C = 30.0  # inverse penalty; chosen with bench/dayone.py (10 before issue 18's second pass)
 # Precision first: a kept (ham) message weighs this many junked ones in a fit, as a
@@ -36,6 +45,7 @@ DEFAULT_C = 30.0  # inverse penalty; chosen with bench/dayone.py (10 before issu
 # scored 0.98 / 0.93 / 0.91 with weight 1 and 0.98 / 0.89 / 0.87 with 4, spam
 # scores barely moving; 4 ham junked for 0.80 caught became 2.
 HAM_WEIGHT = 4.0
+CORRECTION_WEIGHT = 5.0  # a user's correction against one sample label (as in bench/dayone.py)
 MAX_OFFSETS = 8192  # the largest are kept: 64 KB per account (int32 column + float32)
 
 Design = tuple[np.ndarray, np.ndarray, float]  # columns, values, base logit (`Scorer.design`)
@@ -147,6 +157,8 @@ def cross_scores(
 
 def _matrix(designs: Sequence[Design]) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray]:
     """The union of the messages' columns, their values over it, and the base logits."""
+    import scipy.sparse as sp  # noqa: PLC0415 - only where layers are fitted, not in the daemon
+
     cols = np.unique(np.concatenate([d[0] for d in designs]))
     indptr = np.cumsum([0, *(d[0].size for d in designs)])
     indices = np.searchsorted(cols, np.concatenate([d[0] for d in designs]))
@@ -162,3 +174,99 @@ def _sigmoids(z: np.ndarray) -> np.ndarray:
 
 def _sigmoid(z: float) -> float:
     return float(np.exp(-np.logaddexp(0.0, -z)))
+
+
+class PersonalScorer(Scorer):
+    """The shared base with one account's layer: what that account's mail is scored by.
+
+    It shares the base's arrays (nothing is copied), so an account costs only
+    its layer; its version names both, so decisions say which layer decided."""
+
+    def __init__(self, base: Scorer, layer: Layer) -> None:
+        vars(self).update(vars(base))  # the base's weights, by reference
+        self.base = base
+        self.layer = layer
+
+    @property
+    def version(self) -> str:
+        if not self.layer.examples:
+            return self.base.version
+        return f"{self.base.version}+{layer_tag(self.layer)}"
+
+    def score_extracted(self, features: Features) -> float:
+        return self.layer.score(self.design(features))
+
+    def _probability(self, shares: np.ndarray) -> float:  # `explain`: base terms, layer's bias
+        return _sigmoid(self.intercept + float(shares.sum()) + self.layer.bias)
+
+
+def layer_tag(layer: Layer) -> str:
+    """A short digest of a layer (for model versions in decisions and logs)."""
+    digest = hashlib.sha256(layer.cols.tobytes() + layer.offsets.tobytes())
+    digest.update(np.float64(layer.bias).tobytes())
+    return digest.hexdigest()[:8]
+
+
+def to_bytes(layer: Layer, base_version: str) -> bytes:
+    """A layer as a file (npz), with the version of the base it was fitted on."""
+    out = io.BytesIO()
+    np.savez(
+        out,
+        cols=layer.cols,
+        offsets=layer.offsets,
+        bias=np.float64(layer.bias),
+        examples=np.int64(layer.examples),
+        base=np.str_(base_version),
+    )
+    return out.getvalue()
+
+
+def from_bytes(blob: bytes, source: str) -> tuple[Layer, str]:
+    """(layer, base version) from `to_bytes`; ModelError naming `source` if it is not one."""
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            cols = data["cols"].astype(np.int32)
+            offsets = data["offsets"].astype(np.float32)
+            layer = Layer(cols, offsets, float(data["bias"]), int(data["examples"]))
+            base = str(data["base"])
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise ModelError(f"not a personal layer ({exc!r})", path=source) from None
+    if cols.shape != offsets.shape or (cols.size and np.any(np.diff(cols) <= 0)):
+        raise ModelError("not a personal layer (columns unsorted or offsets missing)", path=source)
+    return layer, base
+
+
+def designs_to_bytes(designs: Sequence[Design], labels: ArrayLike, base_version: str) -> bytes:
+    """An account's calibration sample as the base saw it (no message text), for refits."""
+    out = io.BytesIO()
+    sizes = np.array([d[0].size for d in designs], dtype=np.int64)
+    np.savez(
+        out,
+        cols=np.concatenate([d[0] for d in designs]).astype(np.int32) if designs else np.empty(0),
+        values=np.concatenate([d[1] for d in designs]).astype(np.float32)
+        if designs
+        else np.empty(0),
+        sizes=sizes,
+        logits=np.array([d[2] for d in designs], dtype=np.float64),
+        labels=np.asarray(labels, dtype=np.int8),
+        base=np.str_(base_version),
+    )
+    return out.getvalue()
+
+
+def designs_from_bytes(blob: bytes, source: str) -> tuple[list[Design], np.ndarray, str]:
+    """(designs, labels, base version) from `designs_to_bytes`; ModelError if not one."""
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            ends = np.cumsum(data["sizes"])
+            cols = np.split(data["cols"].astype(np.int64), ends[:-1])
+            values = np.split(data["values"].astype(np.float64), ends[:-1])
+            logits = data["logits"]
+            labels = data["labels"].astype(int)
+            base = str(data["base"])
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise ModelError(f"not a calibration sample ({exc!r})", path=source) from None
+    if not len(logits) == len(labels) == len(ends):
+        raise ModelError("not a calibration sample (lengths differ)", path=source)
+    designs = [(c, v, float(z)) for c, v, z in zip(cols, values, logits.tolist(), strict=True)]
+    return designs, labels, base

@@ -21,16 +21,21 @@ import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, zip_longest
+from typing import TYPE_CHECKING
 
-from spamd.core import calibration, learning
+from spamd.core import learning, personal
+from spamd.core.features import extract
 from spamd.core.learning import Correction
+from spamd.core.message import parse
 from spamd.core.scorer import Scorer, load
 from spamd.daemon.watcher import Reading, correction, read
 from spamd.mail.ports import Fetched, Mailbox
 from spamd.ops.config import Account, Config
 from spamd.store.state import State, state_path
 from spamd.store.versions import ModelStore
-from spamd.training.retrain import Outcome, retrain
+
+if TYPE_CHECKING:
+    from spamd.training.retrain import Outcome
 
 DEFAULT_LIMIT = 500  # messages per class
 CALIBRATION_LIMIT = 1000  # newest kept and junked messages scored to calibrate an account
@@ -110,13 +115,41 @@ def _read(
 ) -> Iterator[tuple[str, int, Fetched, Reading]]:
     """(folder, uidvalidity, message, reading) of each picked message that can be read
     (unreadable mail teaches nothing), folder by folder."""
+    for folder, uidvalidity, message in _fetched(mailbox, account, picked):
+        reading = read(message.raw, scorer, account.fetch_bytes)
+        if not reading.error:
+            yield folder, uidvalidity, message, reading
+
+
+def _fetched(
+    mailbox: Mailbox, account: Account, picked: Sequence[tuple[str, int, int]]
+) -> Iterator[tuple[str, int, Fetched]]:
     for folder in dict.fromkeys(f for f, _, _ in picked):
         status = mailbox.examine(folder)
         uids = sorted(uid for f, v, uid in picked if f == folder and v == status.uidvalidity)
         for message in mailbox.fetch(uids, account.fetch_bytes):
-            reading = read(message.raw, scorer, account.fetch_bytes)
-            if not reading.error:
-                yield folder, status.uidvalidity, message, reading
+            yield folder, status.uidvalidity, message
+
+
+def sample(
+    mailbox: Mailbox, account: Account, scorer: Scorer, limit: int = CALIBRATION_LIMIT
+) -> tuple[list[personal.Design], list[int]]:
+    """The account's newest kept mail (label 0) and Junk (1), at most `limit` of each,
+    as the model sees them (`Scorer.design`: no text is kept); unreadable mail is left out."""
+    spam, ham = _candidates(mailbox, account)
+    designs: list[personal.Design] = []
+    labels: list[int] = []
+    for label, picked in ((0, ham[:limit]), (1, spam[:limit])):
+        for *_, message in _fetched(mailbox, account, picked):
+            try:
+                parsed = parse(message.raw, account.fetch_bytes)
+                if parsed.unreadable:
+                    continue
+                designs.append(scorer.design(extract(parsed, scorer.channels)))
+            except Exception:  # noqa: BLE001, S112 - as `watcher.read`: an unreadable message teaches nothing
+                continue
+            labels.append(label)
+    return designs, labels
 
 
 def run(
@@ -126,6 +159,10 @@ def run(
     connect: Callable[[Account], Mailbox],
 ) -> Result:
     """Collect, store and retrain once (the guard still decides what goes live)."""
+    # Here, not at the top: the daemon reads calibration samples with this module
+    # and must not load scikit-learn.
+    from spamd.training.retrain import retrain  # noqa: PLC0415
+
     store = ModelStore(config.state_dir, config.model_path)
     scorer = load(store.live_path())
     mailbox = connect(account)
@@ -146,22 +183,3 @@ def run(
         folders=tuple(dict.fromkeys(c.folder for c in labels if c.label == "ham")),
         outcome=outcome,
     )
-
-
-def calibrate(
-    mailbox: Mailbox, account: Account, scorer: Scorer, limit: int = CALIBRATION_LIMIT
-) -> calibration.Calibration:
-    """The account's threshold from the scores of its newest kept mail (ham) and
-    Junk (spam), at most `limit` of each; raises CalibrationError on too little."""
-    spam, ham = _candidates(mailbox, account)
-    return calibration.calibrate(
-        _scores(mailbox, account, scorer, ham[:limit]),
-        _scores(mailbox, account, scorer, spam[:limit]),
-        scorer.metadata.fp_budget,
-    )
-
-
-def _scores(
-    mailbox: Mailbox, account: Account, scorer: Scorer, picked: Sequence[tuple[str, int, int]]
-) -> list[float]:
-    return [reading.score for *_, reading in _read(mailbox, account, scorer, picked)]

@@ -23,11 +23,12 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from spamd.core import calibration
+from spamd.core import calibration, personal
 from spamd.core import scorer as scorer_lib
 from spamd.core.calibration import Calibration
 from spamd.core.learning import Correction
 from spamd.core.scorer import Scorer
+from spamd.daemon.personal import AccountModel
 from spamd.daemon.watcher import (
     FolderWatcher,
     JunkWatcher,
@@ -36,7 +37,7 @@ from spamd.daemon.watcher import (
     Readings,
     read_all,
 )
-from spamd.errors import SpamdError
+from spamd.errors import CalibrationError, SpamdError
 from spamd.mail.imap import Connection
 from spamd.mail.ports import Mailbox
 from spamd.ops import config as config_lib
@@ -44,12 +45,22 @@ from spamd.ops import systemd
 from spamd.ops.config import Account, Config
 from spamd.ops.telemetry import Telemetry
 from spamd.ops.web import WebServer
+from spamd.store.accounts import AccountFiles, write_private
 from spamd.store.state import State, calibration_path, state_path
 from spamd.store.versions import ModelStore
 
 RETRAIN_TIMEOUT = 900.0
 MODEL_CHECK_INTERVAL = 5.0  # seconds: a promotion, rollback or replaced model file goes live
 STOP_GRACE = 4.0  # seconds for watchers to leave IDLE and log out; systemd allows more
+# Drift: an account calibrates again (in the background) when the live base model
+# changed, after this many new messages, or this long after its last attempt.
+DRIFT_MESSAGES = 500
+DRIFT_SECONDS = 7 * 24 * 3600.0
+REFUSED_MESSAGES = 50  # an account refused for too little mail tries again sooner
+REFUSED_SECONDS = 24 * 3600.0
+# Accounts reading their calibration samples at once: on a start with many accounts,
+# the others wait (kinder to the server, and memory stays flat).
+CALIBRATIONS_AT_ONCE = 2
 
 
 class LiveModel:
@@ -123,9 +134,12 @@ class Service:
         self.stop_event = threading.Event()
         self.watchers: list[FolderWatcher] = []  # one per watched folder
         self.junk_watchers: list[JunkWatcher] = []  # one per account, when learning
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # the watchers'
+        self._workers: list[threading.Thread] = []  # calibrations running
+        self._sampling = threading.BoundedSemaphore(CALIBRATIONS_AT_ONCE)
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self.memories: dict[str, Memory] = {}  # one per account, by name
+        self.personal: dict[str, AccountModel] = {}  # accounts that calibrate, by name
         # Retraining: when each correction not yet in a retrain was observed, and
         # whether a retrain loop runs (both behind the lock).
         self._retrain_lock = threading.Lock()
@@ -133,17 +147,25 @@ class Service:
         self._retraining = False
 
     def start(self) -> None:
-        calibrating: list[tuple[Account, Memory]] = []
+        calibrating: list[Account] = []
         for account in self.config.accounts:
             memory = Memory(account.name, self.state, self._log, on_learned=self._learned)
-            if account.calibrate:
+            model: Callable[[], Scorer] = self.model
+            if account.calibrate:  # its own threshold and personal layer on the shared base
+                files = AccountFiles(self.config.state_dir, account.name)
+                model = own = AccountModel(files, self.model, self._log)
+                own.load()
                 memory.calibration = self._stored_calibration(account)
-                if memory.calibration.ham == 0:
-                    calibrating.append((account, memory))
+                self.personal[account.name] = own
+                if not files.calibration.exists() or not own.current:
+                    own.calibrate_wanted = True
+                    calibrating.append(account)
+                elif memory.calibration.ham:
+                    own.state = "calibrated"
             self.memories[account.name] = memory
             common: dict[str, Any] = {
                 "connect": self._connect,
-                "model": self.model,
+                "model": model,
                 "state": self.state,
                 "log": self._log,
                 "stop": self.stop_event,
@@ -190,15 +212,8 @@ class Service:
             )
             thread.start()
             self._threads.append(thread)
-        for account, memory in calibrating:
-            thread = threading.Thread(
-                target=self._calibrate,
-                args=(account, memory),
-                name=f"{account.name}/calibrate",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
+        for account in calibrating:
+            self._in_background(account)
         self._log.info(
             "started",
             accounts=len(self.config.accounts),
@@ -212,6 +227,30 @@ class Service:
         for watcher in self._all_watchers():
             watcher.wake.set()
         self.state.checkpoint()
+        for account in self.config.accounts:
+            why = self.drifted(account)
+            if why:
+                self._log.info("recalibrating", account=account.name, reason=why)
+                self.personal[account.name].calibrate_wanted = True
+                self._in_background(account)
+
+    def drifted(self, account: Account) -> str:
+        """Why an account should calibrate again, or "" (see `DRIFT_MESSAGES`)."""
+        own = self.personal.get(account.name)
+        if own is None or own.busy:
+            return ""
+        if own.layer.examples and not own.current:
+            return "the live base model changed"
+        refused = not own.state.startswith("calibrated")
+        new = self._handled(account.name) - own.handled_at_attempt
+        if new >= (REFUSED_MESSAGES if refused else DRIFT_MESSAGES):
+            return f"{new} new messages since the last calibration"
+        if time.time() - own.last_attempt >= (REFUSED_SECONDS if refused else DRIFT_SECONDS):
+            return "time since the last calibration"
+        return ""
+
+    def _handled(self, account: str) -> int:
+        return sum(w.health.handled for w in self.watchers if w.account.name == account)
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         self.stop_event.set()
@@ -219,9 +258,9 @@ class Service:
             watcher.wake.set()
         self.scheduler.shutdown(wait=False)
         deadline = time.monotonic() + grace
-        for thread in self._threads:
+        for thread in [*self._threads, *self._workers]:
             thread.join(max(0.0, deadline - time.monotonic()))
-        stuck = [t.name for t in self._threads if t.is_alive()]
+        stuck = [t.name for t in [*self._threads, *self._workers] if t.is_alive()]
         if stuck:  # e.g. connecting to a server that does not answer; state is safe anyway
             self._log.warning("stop_timeout", still_running=stuck)
         else:
@@ -249,29 +288,154 @@ class Service:
     def _calibrated(self, account: Account, cal: Calibration) -> None:
         self.telemetry.calibrated(account.name, cal.threshold, cal.move_at, cal.ham, cal.spam)
 
-    def _calibrate(self, account: Account, memory: Memory) -> None:
-        """Thread: score the account's newest kept mail and Junk and set its threshold
-        (`bootstrap.calibrate`); on too little mail the account stays cautious."""
-        from spamd.daemon import bootstrap  # noqa: PLC0415 - it loads scikit-learn (retrain)
+    def _in_background(self, account: Account) -> None:
+        """Calibrate in a thread of its own, which ends when done (not a watcher:
+        `dead` does not count it)."""
+        thread = threading.Thread(
+            target=self._work, args=(account.name,), name=f"{account.name}/personal", daemon=True
+        )
+        self._workers = [t for t in self._workers if t.is_alive()]
+        self._workers.append(thread)
+        thread.start()
 
+    def _work(self, name: str) -> None:
+        """Thread or job: an account's calibration and layer refits, one at a time; a
+        correction observed meanwhile is in the next fit, which starts at once."""
+        own = self.personal[name]
+        account = next(a for a in self.config.accounts if a.name == name)
+        with own.lock:
+            if own.busy:
+                return
+            own.busy = True
+        try:
+            while not self.stop_event.is_set():
+                with own.lock:
+                    wanted, own.calibrate_wanted = own.calibrate_wanted, False
+                    observed, own.unlearnt = own.unlearnt, []
+                if wanted:
+                    self._calibrate(account, self.memories[name], own)
+                elif observed:
+                    self._fit_layer(account, own, observed)
+                with own.lock:
+                    if not (own.calibrate_wanted or own.unlearnt):
+                        return
+        finally:
+            with own.lock:
+                own.busy = False
+
+    def _calibrate(self, account: Account, memory: Memory, own: AccountModel) -> None:
+        """Read a sample of the account's newest kept mail and Junk (`bootstrap.sample`),
+        then fit its layer and set its threshold on out-of-fold scores of that sample
+        (`training.layers`); on too little mail the account stays cautious."""
+        own.state = "waiting to calibrate"
+        with self._sampling:
+            if self.stop_event.is_set():
+                return
+            own.attempted(self._handled(account.name))
+            own.state = "calibrating"
+            self._sample_and_fit(account, memory, own)
+
+    def _sample_and_fit(self, account: Account, memory: Memory, own: AccountModel) -> None:
+        from spamd.daemon import bootstrap  # noqa: PLC0415 - reading samples: only when calibrating
+
+        base = self.model()
+        kept = junked = 0
         try:
             mailbox = self._connect(account)
             try:
-                found = bootstrap.calibrate(mailbox, account, self.model())
+                designs, labels = bootstrap.sample(mailbox, account, base)
             finally:
                 mailbox.logout()
-        except SpamdError as exc:  # too little mail, or the server failed: stay cautious
+            kept, junked = labels.count(0), labels.count(1)
+            calibration.check_sample(kept, junked)
+        except CalibrationError as exc:  # too little mail: stay cautious, say what is missing
+            own.state = f"refused: {exc}"[:300]
             self._log.warning(
                 "calibration_refused", account=account.name, error=str(exc)[:300],
-                **_fields(memory.calibration),
+                kept=kept, junked=junked, **_fields(memory.calibration),
             )  # fmt: skip
             return
-        path = calibration_path(self.config, account.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(calibration.to_json(found))
+        except SpamdError as exc:  # the server failed: stay as it was, try again on drift
+            own.state = f"failed: {exc}"[:300]
+            self._log.warning("calibration_failed", account=account.name, error=str(exc)[:300])
+            return
+        write_private(own.files.sample, personal.designs_to_bytes(designs, labels, base.version))
+        outcome = self._layer_process(account, calibrate=True)
+        if outcome is None or "error" in outcome or not outcome.get("promoted"):
+            why = "failed" if outcome is None else outcome.get("error") or outcome.get("refused")
+            own.state = f"failed: {why}"[:300]
+            self._log.warning("calibration_failed", account=account.name, error=str(why)[:300])
+            return
+        try:
+            found = calibration.from_json(own.files.calibration.read_text(), account.name)
+        except (OSError, SpamdError) as exc:
+            own.state = f"failed: {exc}"[:300]
+            self._log.error("calibration_failed", account=account.name, error=str(exc)[:300])
+            return
+        own.load()
         memory.calibration = found
+        own.state = "calibrated"
         self._calibrated(account, found)
-        self._log.info("calibrated", account=account.name, stored=False, **_fields(found))
+        self._log.info(
+            "calibrated", account=account.name, stored=False, **_fields(found),
+            layer_offsets=outcome["offsets"], layer_bytes=outcome["layer_bytes"],
+            seconds=outcome["seconds"],
+        )  # fmt: skip
+
+    def _fit_layer(self, account: Account, own: AccountModel, observed: list[float]) -> None:
+        """Refit the account's layer after its corrections; live at once if the guard passed."""
+        self._log.info("layer_fitting", account=account.name, corrections_new=len(observed))
+        outcome = self._layer_process(account, calibrate=False)
+        if outcome is None:
+            return
+        if "error" in outcome:
+            self.telemetry.retrained("failed")
+            self._log.error("layer_fit_failed", account=account.name, error=outcome["error"])
+            return
+        if not outcome.get("promoted"):
+            self.telemetry.retrained("refused")
+            self._log.warning("layer_refused", **outcome)
+            return
+        own.load()
+        self.telemetry.retrained("promoted")
+        self._log.info("layer_fitted", **outcome)
+        waited = [time.time() - at for at in observed]
+        self._log.info(
+            "correction_to_live",
+            account=account.name,
+            seconds=round(max(waited), 2),
+            newest_seconds=round(min(waited), 2),
+            corrections=len(observed),
+        )
+
+    def _layer_process(self, account: Account, *, calibrate: bool) -> dict[str, Any] | None:
+        extra = ["--account", account.name, *(["--calibrate"] if calibrate else [])]
+        return self._child("spamd.training.layers", extra)
+
+    def _child(self, module: str, extra: Sequence[str]) -> dict[str, Any] | None:
+        """Run a fitting module in a child process; its JSON outcome, or None (logged)."""
+        # Isolated (-I): neither the working directory nor PYTHON* variables can put
+        # other code on its path; it runs in the state directory, which is spamd's own.
+        command = [
+            sys.executable, "-I", "-m", module,
+            "--state-dir", str(self.config.state_dir), "--base", str(self.config.model_path),
+            *extra,
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=RETRAIN_TIMEOUT,
+                check=False,
+                cwd=self.config.state_dir,
+            )
+            outcome: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        except (subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:
+            self.telemetry.retrained("failed")
+            self._log.error("retrain_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return None
+        return outcome
 
     def check_model(self) -> None:
         """Swap to a new live model (a promotion, or the admin's rollback); then what
@@ -280,6 +444,14 @@ class Service:
         if self.model.check():
             for memory in self.memories.values():
                 memory.reload()
+            for account in self.config.accounts:  # their layers belong to the old base
+                own = self.personal.get(account.name)
+                if own is not None and own.layer.examples and not own.current:
+                    self._log.info(
+                        "recalibrating", account=account.name, reason="the live base model changed"
+                    )
+                    own.calibrate_wanted = True
+                    self._in_background(account)
 
     def _learned(self, correction: Correction) -> None:
         """A user corrected spamd: retrain once corrections stop coming for a moment.
@@ -289,6 +461,19 @@ class Service:
         job whose previous run has not finished, so the job cannot be relied on)."""
         self.telemetry.correction(correction.account, correction.label)
         if not self.config.learning:
+            return
+        own = self.personal.get(correction.account)
+        if own is not None:  # only the account's own layer learns from it
+            with own.lock:
+                own.unlearnt.append(correction.at or time.time())
+            self.scheduler.add_job(
+                self._work,
+                "date",
+                run_date=datetime.now(UTC) + timedelta(seconds=self.config.retrain_delay),
+                args=[correction.account],
+                id=f"layer:{correction.account}",
+                replace_existing=True,
+            )
             return
         with self._retrain_lock:
             self._unlearnt.append(correction.at or time.time())
@@ -318,26 +503,14 @@ class Service:
 
     def _retrain_once(self, observed: list[float]) -> None:
         """One retrain; `observed`: when the corrections new to it were observed."""
-        # Isolated (-I): neither the working directory nor PYTHON* variables can put
-        # other code on its path; it runs in the state directory, which is spamd's own.
-        command = [
-            sys.executable, "-I", "-m", "spamd.training.retrain",
-            "--state-dir", str(self.config.state_dir), "--base", str(self.config.model_path),
-        ]  # fmt: skip
+        # Only the corrections of accounts without a personal layer: the others are
+        # learnt by their own layers and must not move anybody else's scores.
+        shared = [a.name for a in self.config.accounts if a.name not in self.personal]
         self._log.info("retraining", corrections_new=len(observed))
-        try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=RETRAIN_TIMEOUT,
-                check=False,
-                cwd=self.config.state_dir,
-            )
-            outcome = json.loads(done.stdout.strip().splitlines()[-1])
-        except (subprocess.TimeoutExpired, OSError, ValueError, IndexError) as exc:
-            self.telemetry.retrained("failed")
-            self._log.error("retrain_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        outcome = self._child(
+            "spamd.training.retrain", [arg for name in shared for arg in ("--account", name)]
+        )
+        if outcome is None:
             return
         if "error" in outcome:
             self.telemetry.retrained("failed")
@@ -394,6 +567,8 @@ class Service:
         for name, memory in self.memories.items():
             if name in accounts and memory.calibration is not None:
                 accounts[name]["calibration"] = _fields(memory.calibration)
+            if name in accounts and name in self.personal:
+                accounts[name]["personal"] = self.personal[name].fields()
         return healthy, {"accounts": accounts, "model_version": self.model().version}
 
     def summary(self) -> str:

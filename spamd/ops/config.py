@@ -125,7 +125,7 @@ class Account:
     scan_existing: bool = False
     fetch_bytes: int = DEFAULT_FETCH_BYTES
     set_keywords: bool = False
-    calibrate: bool = False  # set the threshold from the account's own kept and junked mail
+    calibrate: bool = True  # own threshold and personal layer from the account's own mail
     unreadable: Unreadable = "keep"  # a message that cannot be read: left alone, or flagged
     allow: tuple[str, ...] = ()  # sender addresses or domains never junked
     block: tuple[str, ...] = ()  # sender addresses or domains always junked
@@ -285,7 +285,7 @@ def _account(s: _Section, base: Path) -> Account:
         scan_existing=s.boolean("scan_existing", default=False),
         fetch_bytes=s.integer("fetch_bytes", DEFAULT_FETCH_BYTES, minimum=1024),
         set_keywords=s.boolean("set_keywords", default=False),
-        calibrate=s.boolean("calibrate", default=False),
+        calibrate=s.boolean("calibrate", default=True),
         unreadable=cast(Unreadable, s.choice("unreadable", UNREADABLE, "keep")),
         allow=tuple(x.lower() for x in s.strings("allow", [])),
         block=tuple(x.lower() for x in s.strings("block", [])),

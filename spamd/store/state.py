@@ -20,7 +20,6 @@ UIDVALIDITY change never confuses old UIDs with new ones.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sqlite3
 import threading
@@ -35,6 +34,7 @@ from typing import Protocol
 from spamd.core.decisions import UNFINISHED, Status, check
 from spamd.core.learning import BOOTSTRAP, Correction, Label, to_signed, to_unsigned
 from spamd.errors import SpamdError
+from spamd.store.accounts import AccountFiles
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (
@@ -115,9 +115,8 @@ def state_path(config: Configured) -> Path:
 
 
 def calibration_path(config: Configured, account: str) -> Path:
-    """Where an account's calibration is kept (named by a digest: no address on disk)."""
-    digest = hashlib.sha256(account.encode()).hexdigest()[:16]
-    return config.state_dir / "calibration" / f"{digest}.json"
+    """Where an account's calibration is kept (`accounts.AccountFiles`)."""
+    return AccountFiles(config.state_dir, account).calibration
 
 
 def _private(path: Path, mode: int) -> None:

@@ -31,7 +31,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,12 +76,25 @@ class Outcome:
         return json.dumps(dataclasses.asdict(self))
 
 
-def retrain(store: ModelStore, state: State, fp_budget: float | None = None) -> Outcome:
+def retrain(
+    store: ModelStore,
+    state: State,
+    fp_budget: float | None = None,
+    accounts: Collection[str] = (),
+) -> Outcome:
+    """A guarded candidate from the corrections (of `accounts` only, if given: the
+    daemon leaves out accounts whose personal layer learns from them)."""
     started = time.monotonic()
     base_model = scorer_lib.load(store.base)
     budget = fp_budget if fp_budget is not None else base_model.metadata.fp_budget
     counts, labels = model_lib.read_base(model_lib.base_path(store.base))
-    corrections = _latest(state.corrections(limit=10**9, with_raw=True, learnt_only=True))
+    corrections = _latest(
+        [
+            c
+            for c in state.corrections(limit=10**9, with_raw=True, learnt_only=True)
+            if not accounts or c.account in accounts
+        ]
+    )
     pipeline = model_lib.build_pipeline(channels=base_model.channels)
     hasher = pipeline.named_steps["hash"]
     if hasher.transform([]).shape[1] != counts.shape[1]:
@@ -188,11 +201,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spamd.training.retrain", description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--base", type=Path, required=True, help="the configured model file")
+    parser.add_argument(
+        "--account", action="append", default=[], help="learn only this account's corrections"
+    )
     args = parser.parse_args(argv)
     try:
         state = State(args.state_dir / FILE_NAME)
         try:
-            outcome = retrain(ModelStore(args.state_dir, args.base), state)
+            outcome = retrain(ModelStore(args.state_dir, args.base), state, accounts=args.account)
         finally:
             state.close()
     except SpamdError as exc:

@@ -19,6 +19,7 @@ from spamd.store.state import FILE_NAME, State, state_path
 from tests import sandbox
 from tests.conftest import ROOT, Box, daemon_config, new_box, spamd_config, wait_until
 from tests.reliability.conftest import (
+    MODEL_VERDICTS,
     Report,
     all_decided,
     assert_decided_once,
@@ -82,7 +83,7 @@ def _trial(dovecot: sandbox.Dovecot, work: Path, trial: int, rng: random.Random)
     box = new_box(dovecot, user, work)
     messages = {n: variant(n) for n in range(trial * BATCH, (trial + 1) * BATCH)}
     dovecot.seed_maildir(user, [raw for raw, _ in messages.values()])
-    settings = box.settings(scan_existing=True)
+    settings = box.settings(scan_existing=True, **MODEL_VERDICTS)
     config_file = daemon_config(work, [settings])
     log = work / "spamd.log"
     junked = sum(j for _, j in messages.values())

@@ -14,6 +14,7 @@ from spamd.store.state import state_path
 from tests import sandbox
 from tests.conftest import Box, new_box, running_service, spamd_config, wait_until
 from tests.reliability.conftest import (
+    MODEL_VERDICTS,
     Report,
     all_decided,
     assert_decided_once,
@@ -113,7 +114,8 @@ def test_dovecot_restarted_under_a_running_spamd(tmp_path: Path) -> None:
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(sandbox.running({"r": "p"}))
         box = stack.enter_context(contextlib.closing(Box(server, "r", "p", tmp_path)))
-        config = spamd_config(tmp_path, box.settings(timeout=3), learning={"enabled": False})
+        settings = box.settings(timeout=3, **MODEL_VERDICTS)
+        config = spamd_config(tmp_path, settings, learning={"enabled": False})
         with running_service(config) as (service, _):
             wait_until(lambda: all(w.health.last_sync for w in service.watchers))
             messages = deliver(box, 200, 4)
@@ -148,7 +150,7 @@ def test_junk_deleted_or_renamed_while_running_is_made_again(
     mailbox: Box, tmp_path: Path, how: str
 ) -> None:
     # "Spam", not the sandbox's "Junk": Dovecot itself would bring back an auto folder.
-    settings = mailbox.settings(timeout=3, junk_folder="Spam")
+    settings = mailbox.settings(timeout=3, junk_folder="Spam", **MODEL_VERDICTS)
     config = spamd_config(tmp_path, settings, learning={"enabled": False})
     spam = [n for n in range(40) if variant(n)[1]]
     with running_service(config) as (service, events):

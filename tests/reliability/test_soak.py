@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests import sandbox
 from tests.conftest import ROOT, Box, can_log_in, daemon_config, wait_until
-from tests.reliability.conftest import Report, variant
+from tests.reliability.conftest import MODEL_VERDICTS, Report, variant
 
 RSS_GROWTH_MB = 20.0  # the stated bounds, after warm-up
 FD_GROWTH = 10
@@ -36,7 +36,7 @@ def test_memory_and_descriptors_stay_flat_under_a_stream_of_mail(
     dovecot.set_users({**dovecot.users, **dict.fromkeys(users, "pw")})
     boxes = [Box(dovecot, u, "pw", tmp_path) for u in users]
     wait_until(lambda: can_log_in(boxes[-1]), timeout=5)
-    config = daemon_config(tmp_path, [b.settings() for b in boxes])
+    config = daemon_config(tmp_path, [b.settings(**MODEL_VERDICTS) for b in boxes])
     log = tmp_path / "spamd.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
